@@ -1,0 +1,26 @@
+# The quick start: `make run` and `make test` each set up .venv on their own.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+.PHONY: run test bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+# Editable install: compiles decnet/bus/_fastmatch in place, or fails saying why.
+run: $(BIN)/python
+	$(BIN)/pip install -q -e .
+	$(BIN)/decnet info
+
+test: $(BIN)/python
+	$(BIN)/pip install -q -e '.[test]'
+	$(BIN)/pytest
+
+bench: $(BIN)/python
+	$(BIN)/pip install -q -e '.[test]'
+	$(BIN)/pytest bench --benchmark-only --benchmark-columns=min,median,mean,ops,rounds --benchmark-sort=name
+
+clean:
+	rm -rf $(VENV) build *.egg-info decnet/bus/_fastmatch.c decnet/bus/*.so .pytest_cache .benchmarks .hypothesis

@@ -1,0 +1,100 @@
+"""Micro-benchmarks of the hot path, each for the compiled module and its twin.
+
+Run: ``make bench`` (or ``pytest bench --benchmark-only``); ``bench/ratios.py``
+turns a ``--benchmark-json`` file into the ratios quoted in docs/BENCHMARKS.md.
+"""
+
+import orjson
+import pytest
+
+TOPIC = "decky.d1.state"
+# The 10 patterns that match TOPIC, each held by its own subscriber.
+MATCHING = ["decky.d1.state", "decky.*.state", "decky.d1.*", "decky.*.*", "*.d1.state",
+            "*.*.state", "*.d1.*", "*.*.*", "decky.>", ">"]
+
+
+def non_matching(count):
+    """Realistic patterns that do not match TOPIC: other deckies, traffic, topologies."""
+    shapes = ["decky.d{}.state", "decky.d{}.traffic", "topology.t{}.>", "decky.x{}.*"]
+    return [shapes[i % len(shapes)].format(i + 2) for i in range(count)]
+
+
+def build_index(impl, total, cache_size):
+    index = impl.SubscriptionIndex(cache_size=cache_size)
+    for i, pattern in enumerate(MATCHING + non_matching(total - len(MATCHING))):
+        index.add(pattern, i)
+    assert len(index.lookup(TOPIC)) == len(MATCHING)
+    return index
+
+
+def pub_chunk(impl, size=64 * 1024, frame_size=200):
+    """``size`` bytes of back-to-back PUB frames of ``frame_size`` bytes each (the last one cut)."""
+    frames = []
+    i = 0
+    while sum(map(len, frames)) < size:
+        topic = f"decky.d{i % 100}.state"
+        head = len(impl.encode("PUB", topic, b""))
+        payload = orjson.dumps({"decky": f"d{i % 100}", "state": "up", "pad": ""})
+        payload = payload[:-2] + b"x" * (frame_size - head - len(payload)) + b'"}'
+        frames.append(impl.encode("PUB", topic, payload))
+        i += 1
+    assert {len(f) for f in frames} == {frame_size}
+    return b"".join(frames)[:size]
+
+
+@pytest.mark.benchmark(group="matches")
+def test_matches(benchmark, impl):
+    """One ``matches(pattern, topic)`` call, both validated: what FakeBus does per event."""
+    assert benchmark(impl.matches, "decky.*.state", TOPIC)
+
+
+@pytest.mark.benchmark(group="check_topic")
+def test_check_topic(benchmark, impl):
+    """Validating one topic: the broker does it for every PUB, the client for every publish."""
+    assert benchmark(impl.check_topic, "topology.t1.mutation.applied")
+
+
+@pytest.mark.benchmark(group="lookup-10k-cached")
+def test_lookup_10k_cached(benchmark, impl):
+    """Index lookup among 10,000 subscriptions, 10 matching, the result cached (the steady state)."""
+    index = build_index(impl, 10_000, cache_size=1024)
+    assert len(benchmark(index.lookup, TOPIC)) == 10
+
+
+@pytest.mark.benchmark(group="lookup-10k-uncached")
+def test_lookup_10k_uncached(benchmark, impl):
+    """Index lookup among 10,000 subscriptions, 10 matching, cache off: the trie walk itself."""
+    index = build_index(impl, 10_000, cache_size=0)
+    assert len(benchmark(index.lookup, TOPIC)) == 10
+
+
+@pytest.mark.benchmark(group="lookup-10-uncached")
+def test_lookup_10_uncached(benchmark, impl):
+    """Index lookup among just the 10 matching subscriptions, cache off: the baseline for 10k."""
+    index = build_index(impl, 10, cache_size=0)
+    assert len(benchmark(index.lookup, TOPIC)) == 10
+
+
+def _decode(impl, chunk, relay):
+    return list(impl.FrameDecoder(relay=relay).feed(chunk))
+
+
+@pytest.mark.benchmark(group="decode-64k")
+def test_decode_64k(benchmark, impl):
+    """Decoding a 64 KiB read of 200-byte PUB frames into (verb, topic, body) tuples (the client's side)."""
+    chunk = pub_chunk(impl)
+    assert len(benchmark(_decode, impl, chunk, False)) == len(chunk) // 200
+
+
+@pytest.mark.benchmark(group="decode-64k-relay")
+def test_decode_64k_relay(benchmark, impl):
+    """The same 64 KiB read decoded as the broker does: each PUB turned into its EVT frame."""
+    chunk = pub_chunk(impl)
+    assert len(benchmark(_decode, impl, chunk, True)) == len(chunk) // 200
+
+
+@pytest.mark.benchmark(group="encode")
+def test_encode_pub(benchmark, impl):
+    """Encoding one 200-byte PUB frame: the client does it for every publish."""
+    body = b'{"decky":"d1","state":"up","pad":"' + b"x" * 150 + b'"}'
+    assert len(benchmark(impl.encode, "PUB", TOPIC, body)) == len(f"PUB {TOPIC}\n") + 4 + len(body)

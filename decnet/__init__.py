@@ -1,0 +1,1 @@
+"""DECNET: the host-local event bus and its command line."""

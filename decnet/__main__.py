@@ -1,0 +1,3 @@
+from decnet.cli import main
+
+main()

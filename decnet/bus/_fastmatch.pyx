@@ -1,0 +1,525 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, initializedcheck=False, cdivision=True
+"""The compiled hot path: topic checks, matching, the subscription index, the frame codec.
+
+``_purematch.py`` is its twin and the reference for behaviour; every name here
+has one there with the same answers and errors. Change both.
+"""
+
+from cpython.bytearray cimport PyByteArray_AS_STRING, PyByteArray_GET_SIZE
+from cpython.buffer cimport PyBUF_SIMPLE, PyBuffer_Release, PyObject_GetBuffer
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
+from cpython.dict cimport PyDict_GetItem, PyDict_Next, PyDict_SetItem
+from cpython.list cimport PyList_AsTuple
+from cpython.ref cimport PyObject
+from libc.string cimport memchr, memcmp, memcpy
+
+from . import constants as C
+from . import errors
+from ._grammar import explain
+from .errors import TopicError
+
+cdef extern from "Python.h":
+    bint PyUnicode_IS_COMPACT_ASCII(object)
+    const void* PyUnicode_DATA(object)
+    Py_ssize_t PyUnicode_GET_LENGTH(object)
+    object PyUnicode_DecodeASCII(const char*, Py_ssize_t, const char*)
+
+cdef enum:
+    MAX_LINE = 512
+    MAX_TOPIC = 255
+    LEN_SIZE = 4
+
+# The decoder hands out these very objects, so ``verb is PUB`` works.
+cdef str V_HELLO = C.HELLO, V_SUB = C.SUB, V_UNSUB = C.UNSUB, V_PUB = C.PUB
+cdef str V_EVT = C.EVT, V_PING = C.PING, V_PONG = C.PONG, V_ERR = C.ERR, V_BYE = C.BYE
+cdef bytes EMPTY = b""
+cdef frozenset VERBS = C.VERBS
+cdef str E_BAD_TOPIC = C.E_BAD_TOPIC, E_BAD_PATTERN = C.E_BAD_PATTERN
+cdef Py_ssize_t DEFAULT_CACHE_SIZE = C.DEFAULT_CACHE_SIZE
+cdef object DEFAULT_MAX_PAYLOAD = C.DEFAULT_MAX_PAYLOAD
+cdef unsigned long long MAX_LEN_FIELD = C.MAX_LEN_FIELD
+
+
+# --------------------------------------------------------------------- topics
+
+cdef bint _valid(str s, bint pattern):
+    """Single pass over the bytes: SPEC §2 for a topic or, with ``pattern``, a pattern."""
+    cdef Py_ssize_t n = PyUnicode_GET_LENGTH(s), i, start = 0
+    cdef const unsigned char* p
+    cdef unsigned char c
+    cdef bint wild = False
+    if n == 0 or n > MAX_TOPIC or not PyUnicode_IS_COMPACT_ASCII(s):
+        return False
+    p = <const unsigned char*>PyUnicode_DATA(s)
+    for i in range(n + 1):
+        c = p[i] if i < n else 0x2E
+        if c == 0x2E:  # '.' or the end: judge the token just closed
+            if i == start:
+                return False
+            if wild:
+                if not pattern or i - start != 1:
+                    return False
+                if p[start] == 0x3E and i != n:  # '>' only as the last token
+                    return False
+                wild = False
+            start = i + 1
+        elif c < 0x21 or c > 0x7E:
+            return False
+        elif c == 0x2A or c == 0x3E:  # '*' or '>'
+            wild = True
+    return True
+
+
+cpdef str check_topic(topic):
+    """Return ``topic`` if it is a valid topic, else raise TopicError saying why."""
+    if type(topic) is not str:
+        raise TypeError(f"topic must be str, not {type(topic).__name__}")
+    if _valid(<str>topic, False):
+        return <str>topic
+    raise TopicError(explain(topic, False), E_BAD_TOPIC)
+
+
+cpdef str check_pattern(pattern):
+    """Return ``pattern`` if it is a valid pattern, else raise TopicError saying why."""
+    if type(pattern) is not str:
+        raise TypeError(f"pattern must be str, not {type(pattern).__name__}")
+    if _valid(<str>pattern, True):
+        return <str>pattern
+    raise TopicError(explain(pattern, True), E_BAD_PATTERN)
+
+
+cdef bint _match_tokens(list ptokens, str topic):
+    cdef list ttokens = topic.split(".")
+    cdef Py_ssize_t i, last = len(ttokens), n = len(ptokens)
+    cdef str token
+    for i in range(n):
+        token = <str>ptokens[i]
+        if token == ">":
+            return last > i
+        if i >= last or (token != "*" and token != <str>ttokens[i]):
+            return False
+    return n == last
+
+
+cpdef bint matches(pattern, topic) except -1:
+    """True if ``topic`` matches ``pattern`` (SPEC §2); both are validated."""
+    check_pattern(pattern)
+    check_topic(topic)
+    return _match_tokens((<str>pattern).split("."), <str>topic)
+
+
+# ---------------------------------------------------------------------- index
+
+cdef class _Node:
+    """One level of the token trie: what follows a given prefix of tokens."""
+    cdef dict children   # literal token -> _Node
+    cdef _Node star      # the '*' branch
+    cdef dict rest       # subscriber -> _Entry, for '<prefix>.>'
+    cdef dict subs       # subscriber -> _Entry, for patterns ending here
+
+    def __cinit__(self):
+        self.children = {}
+
+    cdef bint empty(self):
+        return not (self.children or self.star is not None or self.rest or self.subs)
+
+
+cdef class _Entry:
+    """A subscriber as the index holds it: ``mark`` dedupes it within one lookup
+    without hashing it, which is most of what a lookup would otherwise cost."""
+    cdef object subscriber
+    cdef Py_ssize_t patterns
+    cdef unsigned long long mark
+
+
+cdef inline int _take(dict entries, list out, unsigned long long mark) except -1:
+    cdef Py_ssize_t pos = 0
+    cdef PyObject* key
+    cdef PyObject* value
+    cdef _Entry entry
+    while PyDict_Next(entries, &pos, &key, &value):
+        entry = <_Entry>value
+        if entry.mark != mark:
+            entry.mark = mark
+            out.append(entry.subscriber)
+    return 0
+
+
+cdef int _collect(_Node node, list tokens, Py_ssize_t i, Py_ssize_t n, list out, unsigned long long mark) except -1:
+    cdef PyObject* child
+    while True:
+        if i == n:
+            if node.subs:
+                _take(node.subs, out, mark)
+            return 0
+        if node.rest:
+            _take(node.rest, out, mark)
+        if node.star is not None:
+            _collect(node.star, tokens, i + 1, n, out, mark)
+        child = PyDict_GetItem(node.children, tokens[i])
+        if child is NULL:
+            return 0
+        node = <_Node>child
+        i += 1
+
+
+cdef _Node _child(_Node node, str token):
+    cdef _Node child
+    if token == "*":
+        if node.star is None:
+            node.star = _Node()
+        return node.star
+    child = node.children.get(token)
+    if child is None:
+        child = _Node()
+        node.children[token] = child
+    return child
+
+
+cdef class SubscriptionIndex:
+    """Which subscribers' patterns match a topic: a token trie with a result cache.
+
+    A lookup walks one branch per literal token plus the ``*`` and ``>``
+    branches, so its cost does not grow with patterns that do not match. Results
+    are cached per topic (``cache_size`` entries, 0 turns the cache off; the
+    oldest entry goes first), and add/remove drop exactly the cached topics the
+    pattern matches.
+    """
+    cdef _Node _root
+    cdef Py_ssize_t _count
+    cdef dict _cache
+    cdef dict _entries   # subscriber -> _Entry, shared by all its patterns
+    cdef unsigned long long _mark
+    cdef public Py_ssize_t cache_size
+
+    def __init__(self, Py_ssize_t cache_size=DEFAULT_CACHE_SIZE):
+        if cache_size < 0:
+            raise ValueError("cache_size must be >= 0")
+        self._root = _Node()
+        self._count = 0
+        self._cache = {}
+        self._entries = {}
+        self._mark = 0
+        self.cache_size = cache_size
+
+    def __len__(self):
+        """The number of (pattern, subscriber) pairs held."""
+        return self._count
+
+    @property
+    def cached(self):
+        """How many topics have their lookup result cached (at most ``cache_size``)."""
+        return len(self._cache)
+
+    cpdef bint add(self, str pattern, object subscriber) except -1:
+        """Subscribe ``subscriber`` to ``pattern``; False if it already was."""
+        check_pattern(pattern)
+        cdef list tokens = pattern.split(".")
+        cdef _Node node = self._root
+        cdef Py_ssize_t i, n = len(tokens)
+        cdef dict subs
+        cdef _Entry entry
+        for i in range(n - 1):
+            node = _child(node, <str>tokens[i])
+        last = <str>tokens[n - 1]
+        if last == ">":
+            if node.rest is None:
+                node.rest = {}
+            subs = node.rest
+        else:
+            node = _child(node, last)
+            if node.subs is None:
+                node.subs = {}
+            subs = node.subs
+        if subscriber in subs:
+            return False
+        entry = self._entries.get(subscriber)
+        if entry is None:
+            entry = _Entry()
+            entry.subscriber = subscriber
+            self._entries[subscriber] = entry
+        entry.patterns += 1
+        subs[subscriber] = entry
+        self._count += 1
+        self._invalidate(tokens)
+        return True
+
+    cpdef bint remove(self, str pattern, object subscriber) except -1:
+        """Unsubscribe ``subscriber`` from ``pattern``; False if it was not subscribed."""
+        check_pattern(pattern)
+        cdef list tokens = pattern.split(".")
+        cdef list path = []
+        cdef _Node node = self._root, parent
+        cdef object nxt
+        cdef dict subs
+        cdef _Entry entry
+        cdef Py_ssize_t i, n = len(tokens)
+        cdef str token
+        for i in range(n - 1):
+            token = <str>tokens[i]
+            nxt = node.star if token == "*" else node.children.get(token)
+            if nxt is None:
+                return False
+            path.append((node, token))
+            node = <_Node>nxt
+        token = <str>tokens[n - 1]
+        if token == ">":
+            subs = node.rest
+        else:
+            nxt = node.star if token == "*" else node.children.get(token)
+            if nxt is None:
+                return False
+            path.append((node, token))
+            node = <_Node>nxt
+            subs = node.subs
+        if not subs or subscriber not in subs:
+            return False
+        entry = <_Entry>subs.pop(subscriber)
+        entry.patterns -= 1
+        if not entry.patterns:
+            del self._entries[subscriber]
+        self._count -= 1
+        # Prune the branch bottom-up so churn does not leave dead nodes behind.
+        while path and node.empty():
+            parent, token = path.pop()
+            if token == "*":
+                parent.star = None
+            else:
+                del parent.children[token]
+            node = parent
+        self._invalidate(tokens)
+        return True
+
+    cpdef tuple lookup(self, str topic):
+        """The subscribers whose patterns match ``topic``, each once.
+
+        ``topic`` must be valid (check_topic): the broker checks every PUB
+        before it routes it, and checking again here would cost every event.
+        """
+        if topic is None:
+            raise TypeError("topic must be str, not NoneType")
+        cdef PyObject* hit = PyDict_GetItem(self._cache, topic)
+        if hit is not NULL:
+            return <tuple>hit
+        cdef list tokens = topic.split(".")
+        cdef list out = []
+        self._mark += 1
+        _collect(self._root, tokens, 0, len(tokens), out, self._mark)
+        cdef tuple found = PyList_AsTuple(out)
+        if self.cache_size:
+            if len(self._cache) >= self.cache_size:
+                del self._cache[next(iter(self._cache))]
+            PyDict_SetItem(self._cache, topic, found)
+        return found
+
+    cdef _invalidate(self, list ptokens):
+        if self._cache:
+            for topic in [t for t in self._cache if _match_tokens(ptokens, <str>t)]:
+                del self._cache[topic]
+
+
+# ---------------------------------------------------------------------- codec
+
+cdef inline str _verb(const char* p, Py_ssize_t n):
+    """The verb constant spelt by ``p[:n]``, or None."""
+    if n == 3:
+        if memcmp(p, b"PUB", 3) == 0: return V_PUB
+        if memcmp(p, b"EVT", 3) == 0: return V_EVT
+        if memcmp(p, b"SUB", 3) == 0: return V_SUB
+        if memcmp(p, b"ERR", 3) == 0: return V_ERR
+        if memcmp(p, b"BYE", 3) == 0: return V_BYE
+    elif n == 4:
+        if memcmp(p, b"PING", 4) == 0: return V_PING
+        if memcmp(p, b"PONG", 4) == 0: return V_PONG
+    elif n == 5:
+        if memcmp(p, b"HELLO", 5) == 0: return V_HELLO
+        if memcmp(p, b"UNSUB", 5) == 0: return V_UNSUB
+    return None
+
+
+cdef class FrameDecoder:
+    """Incremental decoder of the SPEC §3 byte stream.
+
+    ``feed(data)`` appends bytes and returns the decoder, which iterates over
+    the whole frames now available as ``(verb, arg, body)`` tuples: ``verb``
+    is one of the constants of ``decnet.bus.constants``, ``arg`` a str or None,
+    ``body`` bytes. A framing error raises FrameError at the frame that broke
+    the rule, after every earlier frame came out; the decoder then stays broken.
+
+    With ``relay=True`` (the broker), a PUB frame comes out as
+    ``(PUB, topic, evt)`` where ``evt`` is the complete EVT frame to forward,
+    built with a single copy of the body straight from the read buffer.
+    """
+    # Bytes are parsed where they arrived (``_chunk``, no copy) until a frame
+    # straddles two reads; only then is the remainder moved into ``_buf``.
+    cdef bytes _chunk
+    cdef bytearray _buf
+    cdef bint _owned
+    cdef Py_ssize_t _pos
+    cdef unsigned long long _max
+    cdef readonly bint relay
+    cdef object _error
+
+    def __init__(self, max_payload=DEFAULT_MAX_PAYLOAD, bint relay=False):
+        if not 0 <= max_payload <= MAX_LEN_FIELD:
+            raise ValueError(f"max_payload must be within 0..{MAX_LEN_FIELD}")
+        self._max = max_payload
+        self.relay = relay
+        self._chunk = EMPTY
+        self._owned = False
+        self._pos = 0
+
+    @property
+    def max_payload(self):
+        return self._max
+
+    @property
+    def buffered(self):
+        """Bytes received but not yet part of a whole frame."""
+        return self._size() - self._pos
+
+    cdef inline Py_ssize_t _size(self):
+        return PyByteArray_GET_SIZE(self._buf) if self._owned else PyBytes_GET_SIZE(self._chunk)
+
+    def feed(self, data):
+        if self._error is not None:
+            raise _again(self._error)
+        if self._pos >= self._size():
+            self._owned = False
+            self._buf = None
+            self._chunk = data if type(data) is bytes else bytes(data)
+        else:
+            if not self._owned:
+                self._buf = bytearray(self._chunk[self._pos:])
+                self._chunk = EMPTY
+                self._owned = True
+            elif self._pos:
+                del self._buf[:self._pos]
+            self._buf += data
+        self._pos = 0
+        return self
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        if self._error is not None:
+            raise _again(self._error)
+        cdef const char* base = PyByteArray_AS_STRING(self._buf) if self._owned else PyBytes_AS_STRING(self._chunk)
+        cdef Py_ssize_t pos = self._pos, end = self._size(), avail, i, sp = -1, start
+        cdef const unsigned char* line = <const unsigned char*>base + pos
+        cdef const unsigned char* nl
+        cdef unsigned long long size
+        cdef str verb
+        cdef object arg
+        cdef bytes body
+        cdef char* out
+        if pos >= end:
+            self._reset()
+            raise StopIteration
+        avail = end - pos
+        if avail > MAX_LINE:
+            avail = MAX_LINE
+        nl = <const unsigned char*>memchr(line, 0x0A, avail)
+        if nl is not NULL:
+            avail = nl - line
+        for i in range(avail):
+            if line[i] > 0x7F:
+                self._fail(errors.line_not_ascii(i, line[i]))
+            if line[i] == 0x20 and sp < 0:
+                sp = i
+        if nl is NULL:
+            if end - pos >= MAX_LINE:
+                self._fail(errors.line_too_long())
+            self._keep()
+        verb = _verb(<const char*>line, avail if sp < 0 else sp)
+        if verb is None:
+            self._fail(errors.unknown_verb(PyBytes_FromStringAndSize(<const char*>line, avail if sp < 0 else sp)))
+        start = pos + avail + 1 + LEN_SIZE
+        if start > end:
+            self._keep()
+        nl += 1
+        size = (<unsigned long long>nl[0] << 24) | (nl[1] << 16) | (nl[2] << 8) | nl[3]
+        if size > self._max:
+            self._fail(errors.payload_too_large(size, self._max))
+        if start + <Py_ssize_t>size > end:
+            self._keep()
+        self._pos = start + size
+        arg = None if sp < 0 else PyUnicode_DecodeASCII(<const char*>line + sp + 1, avail - sp - 1, NULL)
+        if verb is V_PUB and self.relay:
+            body = PyBytes_FromStringAndSize(NULL, self._pos - pos)
+            out = PyBytes_AS_STRING(body)
+            memcpy(out, b"EVT", 3)
+            memcpy(out + 3, line + 3, self._pos - pos - 3)
+        elif size:
+            body = PyBytes_FromStringAndSize(base + start, size)
+        else:
+            body = EMPTY
+        return (verb, arg, body)
+
+    cdef _reset(self):
+        self._chunk = EMPTY
+        self._buf = None
+        self._owned = False
+        self._pos = 0
+
+    cdef _keep(self):
+        """Stop iterating; the incomplete frame at ``_pos`` waits for more bytes."""
+        raise StopIteration
+
+    cdef _fail(self, error):
+        self._error = error
+        raise _again(error)
+
+
+cdef _again(error):
+    return errors.FrameError(error.code, str(error))
+
+
+def encode(str verb not None, arg=None, body=b""):
+    """One frame: ``VERB [SP ARG] LF LEN BODY`` (SPEC §3)."""
+    cdef Py_buffer view
+    cdef Py_ssize_t alen = 0, llen, i, total
+    cdef const unsigned char* ap = NULL
+    cdef bytes frame
+    cdef unsigned char* out
+    cdef unsigned long long size
+    if verb not in VERBS:
+        raise errors.unknown_verb(verb.encode("ascii", "replace"))
+    if arg is not None:
+        if type(arg) is not str:
+            raise TypeError(f"arg must be str or None, not {type(arg).__name__}")
+        if not PyUnicode_IS_COMPACT_ASCII(arg):
+            raise errors.bad_line("argument is not ASCII")
+        alen = PyUnicode_GET_LENGTH(arg)
+        ap = <const unsigned char*>PyUnicode_DATA(arg)
+        if memchr(ap, 0x0A, alen) is not NULL:
+            raise errors.bad_line("argument contains a LF")
+        llen = len(verb) + 1 + alen + 1
+        if llen > MAX_LINE:
+            raise errors.bad_line(f"line is longer than {MAX_LINE} bytes")
+    else:
+        llen = len(verb) + 1
+    PyObject_GetBuffer(body, &view, PyBUF_SIMPLE)
+    try:
+        size = view.len
+        if size > MAX_LEN_FIELD:
+            raise errors.payload_too_large(size, MAX_LEN_FIELD)
+        total = llen + LEN_SIZE + view.len
+        frame = PyBytes_FromStringAndSize(NULL, total)
+        out = <unsigned char*>PyBytes_AS_STRING(frame)
+        memcpy(out, PyUnicode_DATA(verb), len(verb))
+        i = len(verb)
+        if ap is not NULL:
+            out[i] = 0x20
+            memcpy(out + i + 1, ap, alen)
+            i += 1 + alen
+        out[i] = 0x0A
+        out[i + 1] = (size >> 24) & 0xFF
+        out[i + 2] = (size >> 16) & 0xFF
+        out[i + 3] = (size >> 8) & 0xFF
+        out[i + 4] = size & 0xFF
+        memcpy(out + i + 5, view.buf, view.len)
+        return frame
+    finally:
+        PyBuffer_Release(&view)

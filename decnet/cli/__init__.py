@@ -1,0 +1,31 @@
+"""The ``decnet`` command line."""
+
+from __future__ import annotations
+
+import typer
+
+import decnet.bus as bus
+
+app = typer.Typer(
+    name="decnet",
+    help="DECNET host tools: the local event bus and what talks to it.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+
+
+@app.command()
+def info() -> None:
+    """Print the version of decnet-bus and which hot path this install runs."""
+    path = "compiled (Cython)" if bus.ACCELERATED else "pure Python (slower)"
+    typer.echo(f"decnet-bus {bus.__version__}")
+    typer.echo(f"hot path: {path}")
+
+
+@app.callback()
+def _root() -> None:
+    """DECNET host tools: the local event bus and what talks to it."""
+
+
+def main() -> None:
+    app()
