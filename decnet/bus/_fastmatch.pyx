@@ -9,7 +9,10 @@ from cpython.bytearray cimport PyByteArray_AS_STRING, PyByteArray_GET_SIZE
 from cpython.buffer cimport PyBUF_SIMPLE, PyBuffer_Release, PyObject_GetBuffer
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from cpython.dict cimport PyDict_GetItem, PyDict_Next, PyDict_SetItem
-from cpython.list cimport PyList_AsTuple
+from cpython.list cimport PyList_GET_ITEM
+from cpython.mem cimport PyMem_Free, PyMem_Realloc
+from cpython.ref cimport Py_INCREF
+from cpython.tuple cimport PyTuple_GET_ITEM, PyTuple_GET_SIZE, PyTuple_New, PyTuple_SET_ITEM
 from cpython.ref cimport PyObject
 from libc.string cimport memchr, memcmp, memcpy
 
@@ -23,6 +26,7 @@ cdef extern from "Python.h":
     const void* PyUnicode_DATA(object)
     Py_ssize_t PyUnicode_GET_LENGTH(object)
     object PyUnicode_DecodeASCII(const char*, Py_ssize_t, const char*)
+    PyObject* PyDict_GetItemWithError(object, object)
 
 cdef enum:
     MAX_LINE = 512
@@ -116,6 +120,10 @@ cdef class _Node:
     cdef _Node star      # the '*' branch
     cdef dict rest       # subscriber -> _Entry, for '<prefix>.>'
     cdef dict subs       # subscriber -> _Entry, for patterns ending here
+    # Snapshots of rest/subs values (None when empty), which lookups iterate:
+    # subscriptions change rarely, lookups happen for every event.
+    cdef tuple rest_t
+    cdef tuple subs_t
 
     def __cinit__(self):
         self.children = {}
@@ -132,35 +140,56 @@ cdef class _Entry:
     cdef unsigned long long mark
 
 
-cdef inline int _take(dict entries, list out, unsigned long long mark) except -1:
-    cdef Py_ssize_t pos = 0
-    cdef PyObject* key
-    cdef PyObject* value
+cdef struct _Found:
+    # The subscribers one lookup found, as borrowed pointers: the index holds
+    # them, and no Python code runs until the result tuple owns them.
+    PyObject** items
+    Py_ssize_t n
+    Py_ssize_t cap
+    unsigned long long mark
+
+
+cdef int _take(tuple entries, _Found* found) except -1:
+    cdef Py_ssize_t j
     cdef _Entry entry
-    while PyDict_Next(entries, &pos, &key, &value):
-        entry = <_Entry>value
-        if entry.mark != mark:
-            entry.mark = mark
-            out.append(entry.subscriber)
+    cdef PyObject** grown
+    for j in range(PyTuple_GET_SIZE(entries)):
+        entry = <_Entry>PyTuple_GET_ITEM(entries, j)
+        if entry.mark == found.mark:
+            continue
+        entry.mark = found.mark
+        if found.n == found.cap:
+            grown = <PyObject**>PyMem_Realloc(found.items, (found.cap * 2 + 16) * sizeof(PyObject*))
+            if grown is NULL:
+                raise MemoryError()
+            found.items = grown
+            found.cap = found.cap * 2 + 16
+        found.items[found.n] = <PyObject*>entry.subscriber
+        found.n += 1
     return 0
 
 
-cdef int _collect(_Node node, list tokens, Py_ssize_t i, Py_ssize_t n, list out, unsigned long long mark) except -1:
+cdef int _collect(_Node node, list tokens, Py_ssize_t i, Py_ssize_t n, _Found* found) except -1:
     cdef PyObject* child
     while True:
         if i == n:
-            if node.subs:
-                _take(node.subs, out, mark)
+            if node.subs_t is not None:
+                _take(node.subs_t, found)
             return 0
-        if node.rest:
-            _take(node.rest, out, mark)
+        if node.rest_t is not None:
+            _take(node.rest_t, found)
         if node.star is not None:
-            _collect(node.star, tokens, i + 1, n, out, mark)
-        child = PyDict_GetItem(node.children, tokens[i])
+            _collect(node.star, tokens, i + 1, n, found)
+        # Tokens are str: looking one up cannot raise, so no error check here.
+        child = PyDict_GetItemWithError(node.children, <object>PyList_GET_ITEM(tokens, i))
         if child is NULL:
             return 0
         node = <_Node>child
         i += 1
+
+
+cdef inline tuple _snapshot(dict entries):
+    return tuple(entries.values()) if entries else None
 
 
 cdef _Node _child(_Node node, str token):
@@ -189,7 +218,7 @@ cdef class SubscriptionIndex:
     cdef Py_ssize_t _count
     cdef dict _cache
     cdef dict _entries   # subscriber -> _Entry, shared by all its patterns
-    cdef unsigned long long _mark
+    cdef _Found _found
     cdef public Py_ssize_t cache_size
 
     def __init__(self, Py_ssize_t cache_size=DEFAULT_CACHE_SIZE):
@@ -199,8 +228,10 @@ cdef class SubscriptionIndex:
         self._count = 0
         self._cache = {}
         self._entries = {}
-        self._mark = 0
         self.cache_size = cache_size
+
+    def __dealloc__(self):
+        PyMem_Free(self._found.items)
 
     def __len__(self):
         """The number of (pattern, subscriber) pairs held."""
@@ -240,6 +271,10 @@ cdef class SubscriptionIndex:
             self._entries[subscriber] = entry
         entry.patterns += 1
         subs[subscriber] = entry
+        if last == ">":
+            node.rest_t = _snapshot(subs)
+        else:
+            node.subs_t = _snapshot(subs)
         self._count += 1
         self._invalidate(tokens)
         return True
@@ -275,6 +310,10 @@ cdef class SubscriptionIndex:
         if not subs or subscriber not in subs:
             return False
         entry = <_Entry>subs.pop(subscriber)
+        if token == ">":
+            node.rest_t = _snapshot(subs)
+        else:
+            node.subs_t = _snapshot(subs)
         entry.patterns -= 1
         if not entry.patterns:
             del self._entries[subscriber]
@@ -302,10 +341,16 @@ cdef class SubscriptionIndex:
         if hit is not NULL:
             return <tuple>hit
         cdef list tokens = topic.split(".")
-        cdef list out = []
-        self._mark += 1
-        _collect(self._root, tokens, 0, len(tokens), out, self._mark)
-        cdef tuple found = PyList_AsTuple(out)
+        cdef Py_ssize_t j
+        cdef object subscriber
+        self._found.n = 0
+        self._found.mark += 1
+        _collect(self._root, tokens, 0, len(tokens), &self._found)
+        cdef tuple found = PyTuple_New(self._found.n)
+        for j in range(self._found.n):
+            subscriber = <object>self._found.items[j]
+            Py_INCREF(subscriber)  # PyTuple_SET_ITEM steals it
+            PyTuple_SET_ITEM(found, j, subscriber)
         if self.cache_size:
             if len(self._cache) >= self.cache_size:
                 del self._cache[next(iter(self._cache))]
