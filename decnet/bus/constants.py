@@ -47,3 +47,24 @@ E_PAYLOAD_TOO_LARGE = "payload_too_large"
 E_BAD_LINE = "bad_line"
 E_BAD_TOPIC = "bad_topic"
 E_BAD_PATTERN = "bad_pattern"
+
+# Broker defaults (SPEC §3–§5); each is a `decnet bus` option.
+DEFAULT_QUEUE_LIMIT = 8 * 1024 * 1024  # bytes queued per connection before drop-oldest
+DEFAULT_HEALTH_INTERVAL = 5.0  # seconds between system.bus.health heartbeats
+DEFAULT_MAX_SUBSCRIPTIONS = 10_000  # patterns per connection
+DEFAULT_MAX_CONNECTIONS = 4096
+HELLO_TIMEOUT = 2.0  # seconds a new connection has to send HELLO
+#: Topics under this prefix are published by the broker only (system.bus.health).
+RESERVED_PREFIX = "system.bus."
+
+# Client defaults (SPEC §6).
+DEFAULT_SUBSCRIPTION_QUEUE = 10_000  # events buffered per Subscription before drop-oldest
+PUBLISH_WAIT = 0.1  # seconds publish may wait for a full send buffer to drain
+
+E_HELLO_REQUIRED = "hello_required"
+E_HELLO_TIMEOUT = "hello_timeout"
+E_BAD_HELLO = "bad_hello"
+E_BAD_REQUEST = "bad_request"
+E_TOO_MANY_SUBSCRIPTIONS = "too_many_subscriptions"
+E_TOO_MANY_CONNECTIONS = "too_many_connections"
+E_RESERVED_TOPIC = "reserved_topic"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 import decnet.bus as bus
+from decnet.cli.bus import bus_app
 
 app = typer.Typer(
     name="decnet",
@@ -12,6 +13,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
 )
+app.add_typer(bus_app, name="bus")
 
 
 @app.command()

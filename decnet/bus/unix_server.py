@@ -1,0 +1,393 @@
+"""The broker: ``BrokerProtocol`` (one per connection) and ``Broker``, which routes.
+
+One event's path: ``data_received`` feeds the decoder (relay mode, so a PUB
+comes out as its ready-made EVT frame); ``Broker.publish`` looks the topic up in
+the SubscriptionIndex and appends that one bytes object to each matching
+connection's outbox; when the read is handled, ``Broker.flush`` gives each
+connection that got anything one ``writelines``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import struct
+import time
+from collections import deque
+from typing import Optional
+
+import orjson
+
+from . import constants as C
+from ._compat import ACCELERATED, impl
+from .errors import FrameError, TopicError
+from .protocol import FrameDecoder, encode
+
+log = logging.getLogger("decnet.bus.broker")
+
+PUB, SUB, UNSUB, HELLO, PING, PONG, BYE = C.PUB, C.SUB, C.UNSUB, C.HELLO, C.PING, C.PONG, C.BYE
+PONG_FRAME = encode(C.PONG)
+BYE_FRAME = encode(C.BYE)
+EVT_PREFIX = b"EVT"
+# Transport buffer marks: above HIGH the transport pauses us and events wait in
+# the outbox, where drop-oldest can still reach them.
+WRITE_HIGH = 256 * 1024
+WRITE_LOW = 64 * 1024
+# After a pause, the outbox moves to the transport in slices of this size, so
+# a slow reader never holds more than about one slice beyond the queue limit.
+DRAIN_SLICE = 64 * 1024
+_PEERCRED = struct.Struct("3i")
+
+
+def error_frame(code: str, message: str) -> bytes:
+    return encode(C.ERR, None, orjson.dumps({"code": code, "message": message}))
+
+
+class BrokerProtocol(asyncio.Protocol):
+    """One client connection: handshake, requests, and its bounded outbox."""
+
+    def __init__(self, broker: "Broker") -> None:
+        self.broker = broker
+        self.decoder = FrameDecoder(broker.max_payload, relay=True)
+        self.transport: Optional[asyncio.Transport] = None
+        self.client_id = 0
+        self.hello = False
+        self.name = "?"
+        self.echo = True
+        self.peer = (0, -1, -1)  # pid, uid, gid
+        self.patterns: set[str] = set()
+        self.out: deque = deque()
+        self.out_bytes = 0
+        self.dirty = False
+        self.paused = False
+        self.closing = False
+        self.dropped = 0
+        self._hello_timer: Optional[asyncio.TimerHandle] = None
+
+    # -- asyncio callbacks
+
+    def connection_made(self, transport: asyncio.Transport) -> None:
+        self.transport = transport
+        transport.set_write_buffer_limits(high=WRITE_HIGH, low=WRITE_LOW)
+        self.peer = _peercred(transport)
+        self.broker.accept(self)
+
+    def data_received(self, data: bytes) -> None:
+        broker = self.broker
+        try:
+            for verb, arg, frame in self.decoder.feed(data):
+                if verb is PUB and self.hello:
+                    broker.publish(self, arg, frame)
+                else:
+                    self._request(verb, arg, frame)
+        except FrameError as error:
+            self.fail(error.code, str(error))
+        broker.flush()
+
+    def eof_received(self) -> bool:
+        return False  # close our side too
+
+    def connection_lost(self, exc: Optional[Exception]) -> None:
+        if self._hello_timer is not None:
+            self._hello_timer.cancel()
+        self.closing = True
+        self.out.clear()
+        self.out_bytes = 0
+        self.broker.release(self, exc)
+
+    def pause_writing(self) -> None:
+        self.paused = True
+
+    def resume_writing(self) -> None:
+        self.paused = False
+        self.drain()
+
+    # -- requests other than PUB
+
+    def _request(self, verb: str, arg: Optional[str], body: bytes) -> None:
+        if verb is HELLO:
+            self._hello(body)
+        elif not self.hello:
+            self.fail(C.E_HELLO_REQUIRED, f"{verb} before HELLO: the first frame must be HELLO")
+        elif verb is SUB:
+            self.broker.subscribe(self, arg)
+        elif verb is UNSUB:
+            self.broker.unsubscribe(self, arg)
+        elif verb is PING:
+            self.send(PONG_FRAME)
+        elif verb is PONG:
+            pass
+        elif verb is BYE:
+            self.close()
+        else:  # EVT, ERR: the server's verbs
+            self.send_error(C.E_BAD_REQUEST, f"{verb} is sent by the server, not to it")
+
+    def _hello(self, body: bytes) -> None:
+        if self.hello:
+            self.send_error(C.E_BAD_HELLO, "HELLO was already received")
+            return
+        try:
+            hello = orjson.loads(body)
+            ok = type(hello) is dict and hello.get("v") == C.PROTOCOL_VERSION
+        except orjson.JSONDecodeError:
+            ok = False
+        if not ok:
+            self.fail(C.E_BAD_HELLO, f'HELLO body must be JSON {{"v":{C.PROTOCOL_VERSION},"name":str,"pid":int}}')
+            return
+        self.hello = True
+        if self._hello_timer is not None:
+            self._hello_timer.cancel()
+        self.name = str(hello.get("name", "?"))[:64]
+        self.echo = hello.get("echo", True) is not False
+        self.send(encode(HELLO, None, orjson.dumps(self.broker.hello_reply(self))))
+        pid, uid, gid = self.peer
+        log.info("connect #%d %r pid=%d uid=%d gid=%d (hello pid=%s)", self.client_id, self.name, pid, uid, gid, hello.get("pid"))
+
+    def hello_timeout(self) -> None:
+        if not self.hello and not self.closing:
+            self.fail(C.E_HELLO_TIMEOUT, f"no HELLO within {C.HELLO_TIMEOUT:g} s")
+
+    # -- the outbox
+
+    def send(self, frame: bytes) -> None:
+        """Queue ``frame``; it is written when the current read is handled."""
+        if self.closing:
+            return
+        self.out.append(frame)
+        self.out_bytes += len(frame)
+        if not self.dirty:
+            self.dirty = True
+            self.broker.dirty.append(self)
+        if self.out_bytes > self.broker.queue_limit:
+            self.shed()
+
+    def shed(self) -> None:
+        """Drop the oldest queued events until the outbox fits its limit again.
+
+        Control frames (PONG, ERR, BYE) are kept: they are tiny and the client
+        is waiting for them."""
+        out, limit = self.out, self.broker.queue_limit
+        kept = []
+        dropped = 0
+        while self.out_bytes > limit and out:
+            frame = out.popleft()
+            if frame.startswith(EVT_PREFIX):
+                self.out_bytes -= len(frame)
+                dropped += 1
+            else:
+                kept.append(frame)
+        out.extendleft(reversed(kept))
+        self.dropped += dropped
+        self.broker.dropped += dropped
+
+    def drain(self) -> None:
+        """Hand the outbox to the transport until it is empty or the transport pushes back."""
+        self.dirty = False
+        out, transport = self.out, self.transport
+        if not out or self.paused or self.closing:
+            return
+        if self.out_bytes <= DRAIN_SLICE:  # the usual case: what one read routed here
+            transport.writelines(out)
+            out.clear()
+            self.out_bytes = 0
+            return
+        while out and not self.paused:
+            batch, size = [], 0
+            while out and size < DRAIN_SLICE:
+                frame = out.popleft()
+                batch.append(frame)
+                size += len(frame)
+            self.out_bytes -= size
+            transport.writelines(batch)
+
+    def send_error(self, code: str, message: str) -> None:
+        self.send(error_frame(code, message))
+
+    def fail(self, code: str, message: str) -> None:
+        """A framing error: tell the client why, then close (the stream cannot be resynchronized)."""
+        if self.closing:
+            return
+        pid, uid, gid = self.peer
+        log.warning("closing #%d %r pid=%d uid=%d: %s: %s", self.client_id, self.name, pid, uid, code, message)
+        self.close(error_frame(code, message))
+
+    def close(self, last: bytes = BYE_FRAME) -> None:
+        """Write what is queued and ``last`` (regardless of back-pressure), then close."""
+        if self.closing or self.transport is None:
+            return
+        self.out.append(last)
+        self.transport.writelines(self.out)
+        self.out.clear()
+        self.out_bytes = 0
+        self.closing = True
+        self.transport.close()
+
+
+class Broker:
+    """Routes events between connections and keeps the counters of the heartbeat."""
+
+    def __init__(
+        self,
+        *,
+        max_payload: int = C.DEFAULT_MAX_PAYLOAD,
+        queue_limit: int = C.DEFAULT_QUEUE_LIMIT,
+        max_subscriptions: int = C.DEFAULT_MAX_SUBSCRIPTIONS,
+        max_connections: int = C.DEFAULT_MAX_CONNECTIONS,
+        loop_name: str = "asyncio",
+        version: str = "",
+    ) -> None:
+        self.max_payload = max_payload
+        self.queue_limit = queue_limit
+        self.max_subscriptions = max_subscriptions
+        self.max_connections = max_connections
+        self.loop_name = loop_name
+        self.version = version
+        self.index = impl.SubscriptionIndex()
+        self.connections: set[BrokerProtocol] = set()
+        self.dirty: list[BrokerProtocol] = []
+        self.started = time.monotonic()
+        self.next_id = 0
+        self.published = 0
+        self.routed = 0
+        self.dropped = 0
+        self.subscriptions = 0
+
+    # -- connections
+
+    def accept(self, conn: BrokerProtocol) -> None:
+        self.next_id += 1
+        conn.client_id = self.next_id
+        if len(self.connections) >= self.max_connections:
+            conn.fail(C.E_TOO_MANY_CONNECTIONS, f"the broker holds its limit of {self.max_connections} connections")
+            return
+        self.connections.add(conn)
+        conn._hello_timer = asyncio.get_running_loop().call_later(C.HELLO_TIMEOUT, conn.hello_timeout)
+
+    def release(self, conn: BrokerProtocol, exc: Optional[Exception]) -> None:
+        if conn not in self.connections:
+            return
+        self.connections.discard(conn)
+        for pattern in conn.patterns:
+            self.index.remove(pattern, conn)
+        self.subscriptions -= len(conn.patterns)
+        conn.patterns.clear()
+        pid, uid, gid = conn.peer
+        how = f"lost: {exc}" if exc else "closed"
+        if conn.hello:
+            log.info("disconnect #%d %r pid=%d uid=%d gid=%d %s (dropped %d)", conn.client_id, conn.name, pid, uid, gid, how, conn.dropped)
+        else:
+            log.info("disconnect #%d pid=%d uid=%d gid=%d before HELLO, %s", conn.client_id, pid, uid, gid, how)
+
+    def hello_reply(self, conn: BrokerProtocol) -> dict:
+        return {
+            "v": C.PROTOCOL_VERSION,
+            "server": "decnet-bus",
+            "version": self.version,
+            "max_payload": self.max_payload,
+            "client_id": conn.client_id,
+        }
+
+    # -- routing
+
+    def publish(self, conn: BrokerProtocol, topic: Optional[str], evt: bytes) -> None:
+        """Route one PUB (``evt`` is its ready EVT frame) to every matching connection but, without echo, its own."""
+        if not _checked(conn, impl.check_topic, topic, C.E_BAD_TOPIC, "PUB needs a topic"):
+            return
+        if topic.startswith(C.RESERVED_PREFIX):
+            conn.send_error(C.E_RESERVED_TOPIC, f"topic {topic!r} is reserved for the broker ({C.RESERVED_PREFIX}*)")
+            return
+        self.published += 1
+        for target in self.index.lookup(topic):
+            if target is not conn or conn.echo:
+                target.send(evt)
+                self.routed += 1
+
+    def emit(self, topic: str, payload: dict) -> None:
+        """Publish as the broker itself (the heartbeat)."""
+        evt = encode(C.EVT, topic, orjson.dumps(payload))
+        for target in self.index.lookup(topic):
+            target.send(evt)
+            self.routed += 1
+        self.flush()
+
+    def flush(self) -> None:
+        """One write per connection that got anything since the last flush."""
+        dirty = self.dirty
+        if dirty:
+            self.dirty = []
+            for conn in dirty:
+                conn.drain()
+
+    def subscribe(self, conn: BrokerProtocol, pattern: Optional[str]) -> None:
+        if not _checked(conn, impl.check_pattern, pattern, C.E_BAD_PATTERN, "SUB needs a pattern"):
+            return
+        if pattern in conn.patterns:
+            return
+        if len(conn.patterns) >= self.max_subscriptions:
+            conn.send_error(C.E_TOO_MANY_SUBSCRIPTIONS, f"a connection may hold at most {self.max_subscriptions} subscriptions")
+            return
+        conn.patterns.add(pattern)
+        self.index.add(pattern, conn)
+        self.subscriptions += 1
+
+    def unsubscribe(self, conn: BrokerProtocol, pattern: Optional[str]) -> None:
+        if not _checked(conn, impl.check_pattern, pattern, C.E_BAD_PATTERN, "UNSUB needs a pattern"):
+            return
+        if pattern in conn.patterns:
+            conn.patterns.discard(pattern)
+            self.index.remove(pattern, conn)
+            self.subscriptions -= 1
+
+    # -- life cycle
+
+    def health(self) -> dict:
+        return {
+            "v": C.PROTOCOL_VERSION,
+            "ts": time.time(),
+            "uptime_s": round(time.monotonic() - self.started, 3),
+            "loop": self.loop_name,
+            "accelerated": ACCELERATED,
+            "version": self.version,
+            "connections": len(self.connections),
+            "subscriptions": self.subscriptions,
+            "published": self.published,
+            "routed": self.routed,
+            "delivered": self.routed - self.dropped,
+            "dropped": self.dropped,
+            "max_payload": self.max_payload,
+            "queue_limit": self.queue_limit,
+        }
+
+    async def shutdown(self, timeout: float = 2.0) -> None:
+        """BYE to every client, let the transports flush, then close them."""
+        conns = list(self.connections)
+        for conn in conns:
+            conn.close(BYE_FRAME)
+        deadline = time.monotonic() + timeout
+        while self.connections and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        for conn in list(self.connections):
+            if conn.transport is not None:
+                conn.transport.abort()
+
+
+def _checked(conn: BrokerProtocol, check, value: Optional[str], code: str, missing: str) -> bool:
+    """Run ``check`` on a request's argument; on failure ERR the client (the connection stays)."""
+    try:
+        check(value)
+    except TopicError as error:
+        conn.send_error(code, str(error))
+        return False
+    except TypeError:  # no argument on the line
+        conn.send_error(code, missing)
+        return False
+    return True
+
+
+def _peercred(transport: asyncio.BaseTransport) -> tuple:
+    sock = transport.get_extra_info("socket")
+    try:
+        return _PEERCRED.unpack(sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _PEERCRED.size))
+    except (OSError, AttributeError):
+        return (0, -1, -1)
