@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-import decnet.bus as bus
+import decnet.bus as decnet_bus
 from decnet.cli.bus import bus_app
 
 app = typer.Typer(
@@ -19,8 +19,8 @@ app.add_typer(bus_app, name="bus")
 @app.command()
 def info() -> None:
     """Print the version of decnet-bus and which hot path this install runs."""
-    path = "compiled (Cython)" if bus.ACCELERATED else "pure Python (slower)"
-    typer.echo(f"decnet-bus {bus.__version__}")
+    path = "compiled (Cython)" if decnet_bus.ACCELERATED else "pure Python (slower)"
+    typer.echo(f"decnet-bus {decnet_bus.__version__}")
     typer.echo(f"hot path: {path}")
 
 
