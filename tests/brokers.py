@@ -5,6 +5,7 @@ tear down (terminate, wait, kill)."""
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -23,23 +24,30 @@ class BrokerProcess:
         self.loop = loop
         self.env = env or {}
         self.proc: subprocess.Popen | None = None
-        self.log = self.path.parent / f"broker-{time.monotonic_ns()}.log"
+        # Log and notify socket live apart from the socket's directory, which
+        # a test may want the broker to create.
+        self.workdir = short_tmpdir()
+        self.log = self.workdir / "broker.log"
+        self._output: str | None = None
 
     def command(self) -> list[str]:
         return [sys.executable, "-m", "decnet", "bus", "--socket", str(self.path), "--loop", self.loop, "--group", "nogroup-decnet-test", *self.args]
 
-    def start(self, wait: bool = True) -> "BrokerProcess":
-        notify_path = self.path.parent / f"notify-{os.getpid()}-{time.monotonic_ns()}"
+    def start(self, wait: bool = True, keep_notify: bool = False, **popen) -> "BrokerProcess":
+        """Start and wait for READY=1; ``keep_notify`` leaves ``self.notify`` open for later messages."""
+        notify_path = self.workdir / f"notify-{time.monotonic_ns()}"
         notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         notify.bind(str(notify_path))
         env = {**os.environ, "NOTIFY_SOCKET": str(notify_path), **self.env}
         with open(self.log, "ab") as log:
-            self.proc = subprocess.Popen(self.command(), env=env, stdout=log, stderr=subprocess.STDOUT)
+            self.proc = subprocess.Popen(self.command(), env=env, stdout=log, stderr=subprocess.STDOUT, **popen)
         try:
-            if wait:
-                self.messages = wait_ready(notify, self.proc, self.log)
+            self.messages = wait_ready(notify, self.proc, self.log) if wait else []
         finally:
-            notify.close()
+            if keep_notify:
+                self.notify = notify
+            else:
+                notify.close()
             notify_path.unlink()
         return self
 
@@ -55,13 +63,16 @@ class BrokerProcess:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+        if self._output is None and sig != signal.SIGKILL:
+            self._output = self.log.read_text(errors="replace")
+            shutil.rmtree(self.workdir, ignore_errors=True)
         return proc.returncode
 
     def kill(self) -> None:
         self.stop(signal.SIGKILL)
 
     def output(self) -> str:
-        return self.log.read_text(errors="replace")
+        return self._output if self._output is not None else self.log.read_text(errors="replace")
 
     def __enter__(self) -> "BrokerProcess":
         return self.start()

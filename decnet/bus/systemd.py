@@ -5,8 +5,11 @@ A few lines each; no dependency (the protocol is a datagram and two variables).
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
+
+log = logging.getLogger("decnet.bus.systemd")
 
 LISTEN_FDS_START = 3
 
@@ -18,9 +21,13 @@ def notify(state: str) -> bool:
         return False
     if address[0] == "@":  # abstract namespace
         address = "\0" + address[1:]
-    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
-        sock.connect(address)
-        sock.sendall(state.encode())
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
+            sock.connect(address)
+            sock.sendall(state.encode())
+    except OSError as error:  # systemd went away or never listened: not worth dying for
+        log.debug("sd_notify %r to %s failed: %s", state, address, error)
+        return False
     return True
 
 

@@ -186,9 +186,10 @@ class UnixBus(Bus):
         if self._closed:
             return
         await super().close()
-        for task in (self._connector, self._keepalive):
-            if task is not None:
-                task.cancel()
+        tasks = [t for t in (self._connector, self._keepalive) if t is not None and t is not asyncio.current_task()]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
         proto, self._proto = self._proto, None
         if proto is not None and proto.transport is not None:
             proto.write(BYE_FRAME)

@@ -119,6 +119,7 @@ async def _serve(options: Options, loop_name: str) -> int:
     log.info("stopping: %d connections", len(broker.connections))
     for task in tasks:
         task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
     server.close()
     await broker.shutdown()
     if owned is not None:

@@ -12,6 +12,7 @@ app = typer.Typer(
     help="DECNET host tools: the local event bus and what talks to it.",
     no_args_is_help=True,
     add_completion=False,
+    pretty_exceptions_enable=False,
 )
 app.add_typer(bus_app, name="bus")
 

@@ -21,6 +21,7 @@ bus_app = typer.Typer(
     invoke_without_command=True,
     no_args_is_help=False,
     add_completion=False,
+    pretty_exceptions_enable=False,
 )
 
 SOCKET_HELP = "The broker's UNIX socket. Default: $DECNET_BUS_SOCKET, else /run/decnet/bus.sock if /run/decnet exists, else ~/.decnet/bus.sock."
@@ -82,13 +83,11 @@ def broker(
 def _run(coro) -> None:
     from decnet.bus.worker import loop_factory
 
-    loop = loop_factory("auto")[1]()
     try:
-        loop.run_until_complete(coro)
+        with asyncio.Runner(loop_factory=loop_factory("auto")[1]) as runner:
+            runner.run(coro)
     except KeyboardInterrupt:
         raise typer.Exit(130) from None
-    finally:
-        loop.close()
 
 
 async def _connected(socket: Optional[str], name: str):
@@ -98,6 +97,7 @@ async def _connected(socket: Optional[str], name: str):
     try:
         await bus.connect()
     except BusUnavailable as error:
+        await bus.close()
         fail(str(error))
     return bus
 

@@ -1,0 +1,208 @@
+"""The broker on the wire (SPEC §3, §4), through raw sockets, on uvloop and asyncio."""
+
+import time
+
+import orjson
+import pytest
+
+from brokers import BrokerProcess
+from decnet.bus._purematch import encode
+from rawclient import Raw
+
+
+def test_hello_reply_announces_the_server(broker):
+    raw = Raw(broker.path)
+    assert raw.server["v"] == 1 and raw.server["server"] == "decnet-bus"
+    assert raw.server["max_payload"] == 1024 * 1024
+    assert isinstance(raw.server["client_id"], int) and raw.server["version"]
+    other = Raw(broker.path)
+    assert other.server["client_id"] != raw.server["client_id"]
+
+
+def test_evt_carries_the_pub_body_byte_for_byte(broker):
+    sub, pub = Raw(broker.path), Raw(broker.path)
+    sub.send(encode("SUB", "decky.*.state"))
+    assert sub.until_pong() == []
+    body = b'{"state": "up",   "odd spacing": [1,2]}'  # never re-encoded by the broker
+    pub.send(encode("PUB", "decky.d1.state", body))
+    assert pub.until_pong() == []
+    assert sub.frame() == ("EVT", "decky.d1.state", body)
+    assert encode("EVT", "decky.d1.state", body) in sub.raw_bytes
+
+
+def test_one_evt_per_connection_however_many_patterns_match(broker):
+    sub, pub = Raw(broker.path), Raw(broker.path)
+    sub.send(encode("SUB", ">"), encode("SUB", "decky.*.state"), encode("SUB", "decky.d1.state"), encode("SUB", "decky.>"))
+    sub.until_pong()
+    pub.pub("decky.d1.state", 1)
+    pub.pub("decky.d2.traffic", 2)
+    pub.until_pong()
+    assert [f[1] for f in sub.until_pong()] == ["decky.d1.state", "decky.d2.traffic"]
+
+
+def test_echo_is_on_by_default_and_can_be_turned_off(broker):
+    echo, quiet = Raw(broker.path), Raw(broker.path, echo=False)
+    for raw in (echo, quiet):
+        raw.send(encode("SUB", ">"))
+        raw.until_pong()
+    quiet.pub("a.b", "from quiet")
+    quiet.until_pong()
+    echo.pub("a.b", "from echo")
+    assert [orjson.loads(f[2]) for f in echo.until_pong()] == ["from quiet", "from echo"]
+    assert [orjson.loads(f[2]) for f in quiet.until_pong()] == ["from echo"]
+
+
+def test_sub_is_idempotent_and_unsub_of_unknown_is_fine(broker):
+    sub, pub = Raw(broker.path), Raw(broker.path)
+    sub.send(encode("SUB", "a"), encode("SUB", "a"), encode("UNSUB", "never.subscribed"))
+    assert sub.until_pong() == []  # no ERR
+    pub.pub("a", 1)
+    pub.until_pong()
+    assert [f[0] for f in sub.until_pong()] == ["EVT"]
+    sub.send(encode("UNSUB", "a"))
+    sub.until_pong()
+    pub.pub("a", 2)
+    pub.until_pong()
+    assert sub.until_pong() == []
+
+
+@pytest.mark.parametrize(
+    "frame,code",
+    [
+        (encode("PUB", "a..b", b"{}"), "bad_topic"),
+        (encode("PUB", "a.*", b"{}"), "bad_topic"),
+        (b"PUB\n\x00\x00\x00\x00", "bad_topic"),
+        (b"PUB a\tb\n\x00\x00\x00\x00", "bad_topic"),
+        (encode("SUB", "a.>.b"), "bad_pattern"),
+        (encode("UNSUB", "a*"), "bad_pattern"),
+        (encode("PUB", "system.bus.health", b"{}"), "reserved_topic"),
+        (encode("EVT", "a", b"{}"), "bad_request"),
+        (encode("HELLO", None, b'{"v":1,"name":"again","pid":1}'), "bad_hello"),
+    ],
+)
+def test_invalid_requests_get_err_and_the_connection_stays(broker, frame, code):
+    raw = Raw(broker.path)
+    raw.send(frame)
+    error = raw.error()
+    assert error["code"] == code and error["message"]
+    assert raw.until_pong() == []
+    raw.send(encode("SUB", "ok"))
+    raw.pub("ok", 1)
+    assert [f[0] for f in raw.until_pong()] == ["EVT"]
+
+
+@pytest.mark.parametrize(
+    "data,code",
+    [
+        (b"NOPE x\n\x00\x00\x00\x00", "unknown_verb"),
+        (b"PUB a\n\xff\xff\xff\xff", "payload_too_large"),  # 4 GiB announced, refused before any body
+        (b"PUB " + b"a" * 600, "line_too_long"),
+        (b"PUB d\xc3\xa9\n\x00\x00\x00\x00", "line_not_ascii"),
+    ],
+)
+def test_framing_errors_get_err_and_close_while_others_carry_on(broker, data, code):
+    healthy_sub, healthy_pub = Raw(broker.path), Raw(broker.path)
+    healthy_sub.send(encode("SUB", "ok"))
+    healthy_sub.until_pong()
+    bad = Raw(broker.path)
+    bad.send(data)
+    assert bad.error()["code"] == code
+    assert bad.closed()
+    healthy_pub.pub("ok", 1)
+    healthy_pub.until_pong()
+    assert [f[1] for f in healthy_sub.until_pong()] == ["ok"]
+
+
+def test_a_frame_before_hello_closes_the_connection(broker):
+    raw = Raw(broker.path, hello=False)
+    raw.send(encode("SUB", ">"))
+    assert raw.error()["code"] == "hello_required"
+    assert raw.closed()
+
+
+def test_a_bad_hello_closes_the_connection(broker):
+    raw = Raw(broker.path, hello=False)
+    raw.send(encode("HELLO", None, b'{"v":2}'))
+    assert raw.error()["code"] == "bad_hello"
+    assert raw.closed()
+
+
+def test_silence_before_hello_is_cut_after_two_seconds(broker):
+    raw = Raw(broker.path, hello=False)
+    started = time.monotonic()
+    assert raw.error()["code"] == "hello_timeout"
+    assert raw.closed()
+    assert 1.5 < time.monotonic() - started < 9
+
+
+def test_heartbeat_reports_the_counters(broker):
+    raw = Raw(broker.path)
+    raw.send(encode("SUB", "system.bus.health"))
+    verb, topic, body = raw.frame()
+    assert (verb, topic) == ("EVT", "system.bus.health")
+    health = orjson.loads(body)
+    for key in ("v", "ts", "uptime_s", "loop", "accelerated", "connections", "subscriptions", "published", "delivered", "dropped"):
+        assert key in health
+    assert health["loop"] == broker.loop
+    assert health["connections"] >= 1 and health["subscriptions"] >= 1
+
+
+def test_limits_are_options_announced_and_enforced(sockdir, loop_name):
+    with BrokerProcess(sockdir / "bus.sock", "--max-payload", "100", "--max-subscriptions", "2", loop=loop_name) as proc:
+        raw = Raw(proc.path)
+        assert raw.server["max_payload"] == 100
+        raw.send(encode("SUB", "a"), encode("SUB", "b"), encode("SUB", "c"))
+        assert raw.error()["code"] == "too_many_subscriptions"
+        raw.send(encode("SUB", "a"))  # already held: not a new one
+        assert raw.until_pong() == []
+        raw.send(encode("PUB", "a", b"x" * 100))
+        assert [f[0] for f in raw.until_pong()] == ["EVT"]
+        raw.send(encode("PUB", "a", b"x" * 101))
+        assert raw.error()["code"] == "payload_too_large"
+        assert raw.closed()
+
+
+def test_a_subscriber_that_never_reads_slows_nobody(sockdir, loop_name):
+    """Drop-oldest on the stuck subscriber's queue; the healthy one gets every event."""
+    with BrokerProcess(sockdir / "bus.sock", "--queue-limit", "262144", "--health-interval", "0.2", loop=loop_name) as proc:
+        stuck = Raw(proc.path)
+        stuck.sock.setsockopt(__import__("socket").SOL_SOCKET, __import__("socket").SO_RCVBUF, 4096)
+        stuck.send(encode("SUB", "load.>"))
+        stuck.until_pong()
+        healthy, pub = Raw(proc.path), Raw(proc.path)
+        healthy.send(encode("SUB", "load.>"))
+        healthy.until_pong()
+        count, body = 20_000, orjson.dumps({"pad": "x" * 1000})  # ~20 MiB through the broker
+        batch = b"".join(encode("PUB", f"load.{i % 10}", body) for i in range(100))
+        got = 0
+        for _ in range(count // 100):
+            pub.send(batch)
+            # Read as we go: the healthy subscriber keeps up, the stuck one does not.
+            healthy.sock.setblocking(False)
+            try:
+                while True:
+                    data = healthy.sock.recv(1 << 20)
+                    if not data:
+                        break
+                    got += sum(1 for f in healthy.decoder.feed(data) if f[0] == "EVT")
+            except BlockingIOError:
+                pass
+            healthy.sock.setblocking(True)
+        started = time.monotonic()
+        pub.until_pong()  # the publisher was never held up by the stuck reader
+        assert time.monotonic() - started < 5
+        healthy.sock.settimeout(20)
+        while got < count:
+            frame = healthy.frame()
+            assert frame is not None
+            got += frame[0] == "EVT"
+        assert got == count
+        healthy.send(encode("SUB", "system.bus.health"))
+        while True:
+            frame = healthy.frame()
+            if frame[1] == "system.bus.health":
+                health = orjson.loads(frame[2])
+                if health["published"] >= count:
+                    break
+        assert health["dropped"] > 0
+        assert health["dropped"] <= count

@@ -1,0 +1,190 @@
+"""The client against real brokers: lazy connect, drops instead of blocking,
+back-pressure, reconnect with gaps, and what get_bus() builds."""
+
+import asyncio
+import os
+import signal
+import time
+
+import pytest
+
+from brokers import BrokerProcess
+from decnet.bus import BusUnavailable, NullBus, TopicError, UnixBus, factory, get_bus
+
+WAIT = 15.0
+
+
+async def next_event(sub, timeout=WAIT):
+    return await asyncio.wait_for(sub.__anext__(), timeout)
+
+
+def test_publish_without_a_broker_returns_at_once_and_counts_the_drop(sockdir, run):
+    async def main():
+        bus = UnixBus(sockdir / "nobody.sock")
+        started = time.monotonic()
+        for i in range(50):
+            await bus.publish("decky.d1.state", i)
+        elapsed = time.monotonic() - started
+        assert elapsed < 0.1, f"50 publishes to a missing broker took {elapsed:.3f} s"
+        assert bus.dropped == 50 and bus.published == 0
+        with pytest.raises(BusUnavailable, match="nobody.sock"):
+            await bus.flush()
+        with pytest.raises(BusUnavailable, match="decnet bus"):
+            await bus.connect()
+        await bus.close()
+
+    run(main())
+
+
+def test_one_sub_on_the_wire_per_distinct_pattern(broker, run):
+    async def main():
+        bus, probe = UnixBus(broker.path), UnixBus(broker.path)
+        async with bus.subscribe("a.*"), bus.subscribe("a.*"), bus.subscribe("a.*"), bus.subscribe("b"):
+            async with probe.subscribe("system.bus.health") as health:
+                # Heartbeats are taken after both SUB batches were processed (flush in __aenter__).
+                await next_event(health)
+                beat = (await next_event(health)).payload
+                assert beat["subscriptions"] == 3  # a.*, b and the probe's own
+        await bus.close()
+        await probe.close()
+
+    run(main())
+
+
+def test_a_tight_publish_loop_does_not_outrun_a_live_broker(broker, run):
+    async def main():
+        pub, consumer = UnixBus(broker.path), UnixBus(broker.path)
+        count = 100_000
+        async with consumer.subscribe("load.*", maxsize=count + 10) as sub:
+            for i in range(count):
+                await pub.publish(f"load.{i % 10}", i)
+            await pub.flush()
+            assert pub.dropped == 0 and pub.published == count
+            last = None
+            for _ in range(count):
+                last = await next_event(sub)
+            assert last.payload == count - 1 and sub.dropped == 0
+        await pub.close()
+        await consumer.close()
+
+    run(main(), timeout=120)
+
+
+def test_broker_killed_and_restarted_the_same_subscription_carries_on(sockdir, loop_name, run):
+    path = sockdir / "bus.sock"
+    first = BrokerProcess(path, loop=loop_name).start()
+
+    async def main():
+        pub, consumer = UnixBus(path), UnixBus(path)
+        try:
+            async with consumer.subscribe("decky.*.state") as sub:
+                await pub.publish("decky.d1.state", "before")
+                assert (await next_event(sub)).payload == "before"
+                first.kill()
+                # While it is down, publish neither blocks nor raises.
+                started = time.monotonic()
+                while pub.connected or consumer.connected:
+                    await asyncio.sleep(0.01)
+                await pub.publish("decky.d1.state", "lost")
+                assert time.monotonic() - started < 5
+                assert pub.dropped >= 1
+                second = BrokerProcess(path, loop=loop_name).start()
+                try:
+                    gap = await next_event(sub)
+                    assert gap.gap and gap.reason == "reconnect"
+                    # The gap comes once the broker has the subscription again.
+                    await pub.publish("decky.d1.state", "after")
+                    while (await next_event(sub)).payload != "after":
+                        pass
+                    assert consumer.connects == 2
+                finally:
+                    await pub.close()
+                    await consumer.close()
+                    second.stop()
+        finally:
+            first.stop()
+
+    run(main())
+
+
+def test_subscription_entered_while_the_broker_is_down_goes_live_with_a_gap(sockdir, loop_name, run):
+    path = sockdir / "bus.sock"
+
+    async def main():
+        consumer = UnixBus(path)
+        async with consumer.subscribe("x.>") as sub:
+            assert not consumer.connected
+            with BrokerProcess(path, loop=loop_name):
+                gap = await next_event(sub)
+                assert gap.gap and gap.reason == "connect"
+                pub = UnixBus(path)
+                await pub.publish("x.y", 1)
+                assert (await next_event(sub)).payload == 1
+                await pub.close()
+                await consumer.close()
+
+    run(main())
+
+
+def test_a_stopped_broker_costs_the_publisher_one_short_wait(sockdir, loop_name, run):
+    """SIGSTOP the broker: publish waits at most ~100 ms once, then drops at once
+    until the broker drains again (SIGCONT), with nothing lost for nothing."""
+    path = sockdir / "bus.sock"
+
+    async def main():
+        with BrokerProcess(path, loop=loop_name) as proc:
+            pub = UnixBus(path, ping_interval=60)
+            await pub.connect()
+            payload = {"pad": "x" * 4000}
+            os.kill(proc.proc.pid, signal.SIGSTOP)
+            try:
+                started = time.monotonic()
+                for _ in range(2000):  # ~8 MB: far past the socket and send buffers
+                    await pub.publish("load.x", payload)
+                elapsed = time.monotonic() - started
+                assert pub.dropped > 0
+                assert elapsed < 2.0, f"publishing to a stopped broker took {elapsed:.2f} s"
+            finally:
+                os.kill(proc.proc.pid, signal.SIGCONT)
+            await pub.flush(timeout=WAIT)
+            dropped = pub.dropped
+            for _ in range(100):
+                await pub.publish("load.x", payload)
+            await pub.flush(timeout=WAIT)
+            assert pub.dropped == dropped
+            await pub.close()
+
+    run(main())
+
+
+def test_get_bus_follows_the_environment(monkeypatch, sockdir):
+    monkeypatch.setattr(factory, "_bus", None)
+    monkeypatch.setenv("DECNET_BUS_ENABLED", "false")
+    assert isinstance(get_bus(), NullBus)
+    monkeypatch.setattr(factory, "_bus", None)
+    monkeypatch.setenv("DECNET_BUS_ENABLED", "1")
+    monkeypatch.setenv("DECNET_BUS_SOCKET", str(sockdir / "x.sock"))
+    bus = get_bus(name="mutator")
+    assert isinstance(bus, UnixBus) and bus.path == sockdir / "x.sock" and bus.name == "mutator"
+    assert get_bus() is bus
+    monkeypatch.setattr(factory, "_bus", None)
+    monkeypatch.delenv("DECNET_BUS_ENABLED")
+    assert isinstance(get_bus(), UnixBus)
+
+
+def test_null_bus_does_nothing_and_its_subscriptions_end_when_closed(run):
+    async def main():
+        bus = NullBus()
+        await bus.publish("decky.d1.state", {"state": "up"})
+        await bus.flush()
+        with pytest.raises(TopicError):
+            await bus.publish("bad..topic", 1)
+        async with bus.subscribe(">") as sub:
+            reader = asyncio.ensure_future(sub.__anext__())
+            await asyncio.sleep(0.01)
+            assert not reader.done()
+            await bus.close()
+            with pytest.raises(StopAsyncIteration):
+                await asyncio.wait_for(reader, WAIT)
+
+    run(main())

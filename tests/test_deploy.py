@@ -1,0 +1,35 @@
+"""The systemd units in deploy/ are valid, and say what the broker needs."""
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+DEPLOY = Path(__file__).resolve().parent.parent / "deploy"
+
+
+def test_units_pass_systemd_analyze_verify(tmp_path):
+    analyze = shutil.which("systemd-analyze")
+    if analyze is None:
+        pytest.skip("systemd-analyze is not installed here")
+    decnet = Path(sys.executable).parent / "decnet"
+    for unit in ("decnet-bus.service", "decnet-bus.socket"):
+        text = (DEPLOY / unit).read_text().replace("/usr/local/bin/decnet", str(decnet))
+        (tmp_path / unit).write_text(text)
+    result = subprocess.run(
+        [analyze, "verify", "--man=no", str(tmp_path / "decnet-bus.socket"), str(tmp_path / "decnet-bus.service")],
+        capture_output=True, text=True, cwd=tmp_path,
+    )
+    complaints = [line for line in result.stderr.splitlines() if "decnet-bus" in line]
+    assert result.returncode == 0 and not complaints, result.stderr
+
+
+def test_units_carry_the_contract():
+    service = (DEPLOY / "decnet-bus.service").read_text()
+    socket = (DEPLOY / "decnet-bus.socket").read_text()
+    for line in ("Type=notify", "User=decnet", "Group=decnet", "RuntimeDirectory=decnet", "UMask=0117", "Restart=always", "WatchdogSec="):
+        assert line in service
+    for line in ("ListenStream=/run/decnet/bus.sock", "SocketMode=0660", "SocketGroup=decnet"):
+        assert line in socket
