@@ -10,9 +10,11 @@ $(BIN)/python:
 	$(BIN)/pip install -q --upgrade pip
 
 # Editable install: compiles decnet/bus/_fastmatch in place, or fails saying why.
+# Then runs the broker in the foreground on the default socket (Ctrl-C stops it).
 run: $(BIN)/python
 	$(BIN)/pip install -q -e .
 	$(BIN)/decnet info
+	$(BIN)/decnet bus --loop uvloop
 
 test: $(BIN)/python
 	$(BIN)/pip install -q -e '.[test]'

@@ -44,11 +44,11 @@ class BrokerProcess:
         try:
             self.messages = wait_ready(notify, self.proc, self.log) if wait else []
         finally:
-            if keep_notify:
+            if keep_notify:  # the broker keeps sending to it: it stays until stop()
                 self.notify = notify
             else:
                 notify.close()
-            notify_path.unlink()
+                notify_path.unlink()
         return self
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 10.0) -> int:

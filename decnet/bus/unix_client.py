@@ -89,16 +89,19 @@ class ClientProtocol(asyncio.Protocol):
             waiter.set_result(None)
         self.bus._stuck = False
 
-    async def drained(self, timeout: float) -> bool:
-        """Wait up to ``timeout`` for the send buffer to fall below its low-water mark."""
-        if not self.paused:
-            return True
-        if self._drained is None:
-            self._drained = asyncio.get_running_loop().create_future()
-        try:
-            await asyncio.wait_for(asyncio.shield(self._drained), timeout)
-        except asyncio.TimeoutError:
-            return False
+    async def drained(self, window: float) -> bool:
+        """Wait for the send buffer to fall below its low-water mark for as long as
+        the broker keeps reading; False (stuck) once a whole ``window`` passes
+        without the buffer shrinking, or if the connection is lost."""
+        while self.paused and not self.lost:
+            before = self.transport.get_write_buffer_size()
+            if self._drained is None:
+                self._drained = asyncio.get_running_loop().create_future()
+            try:
+                await asyncio.wait_for(asyncio.shield(self._drained), window)
+            except asyncio.TimeoutError:
+                if self.lost or self.transport.get_write_buffer_size() >= before:
+                    return False
         return not self.lost
 
     def write(self, frame: bytes) -> None:
@@ -164,18 +167,24 @@ class UnixBus(Bus):
         proto = self._proto
         if proto is None:
             if not await self._ready(self.publish_wait):
-                self.dropped += 1
+                await self._drop()
                 return
             proto = self._proto
         if proto.paused:
-            # A live broker that is momentarily behind: wait for it, briefly.
-            # One that stays behind is stuck: drop until it drains.
+            # A broker that is behind but reading paces the publisher; one that
+            # reads nothing for publish_wait is stuck: drop until it drains.
             if self._stuck or not await proto.drained(self.publish_wait) or proto is not self._proto:
                 self._stuck = True
-                self.dropped += 1
+                await self._drop()
                 return
         proto.write(encode(C.PUB, topic, body))
         self.published += 1
+
+    async def _drop(self) -> None:
+        self.dropped += 1
+        # Let the loop run: a tight publish loop that only ever drops would
+        # otherwise starve the very I/O (reconnect, drain) that ends the drops.
+        await asyncio.sleep(0)
 
     async def flush(self, timeout: Optional[float] = 5.0) -> None:
         if not await self._ready(CONNECT_TIMEOUT if timeout is None else min(timeout, CONNECT_TIMEOUT)):
