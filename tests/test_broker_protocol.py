@@ -206,3 +206,41 @@ def test_a_subscriber_that_never_reads_slows_nobody(sockdir, loop_name):
                     break
         assert health["dropped"] > 0
         assert health["dropped"] <= count
+
+
+def test_nothing_after_bye_is_processed(broker):
+    sub, pub = Raw(broker.path), Raw(broker.path)
+    sub.send(encode("SUB", "x"))
+    sub.until_pong()
+    pub.send(encode("PUB", "x", b"1") + encode("BYE") + encode("PUB", "x", b"2"))
+    assert pub.frame()[0] == "BYE" and pub.closed()
+    assert [f[2] for f in sub.until_pong()] == [b"1"]
+
+
+def test_a_client_flooding_pings_without_reading_cannot_hurt_the_broker(sockdir, loop_name):
+    """Its PONGs cannot pile up: the broker stops reading a client that does not read."""
+    import select
+    import socket as socketlib
+
+    with BrokerProcess(sockdir / "bus.sock", "--queue-limit", "65536", loop=loop_name) as proc:
+        flood = Raw(proc.path)
+        flood.sock.setsockopt(socketlib.SOL_SOCKET, socketlib.SO_RCVBUF, 4096)
+        flood.sock.setblocking(False)
+        pings = encode("PING") * 20_000  # 180 KB a write
+        cap = 16 * 1024 * 1024
+        sent = 0
+        deadline = time.monotonic() + 3
+        while sent < cap and time.monotonic() < deadline:
+            if select.select([], [flood.sock], [], 0.05)[1]:
+                try:
+                    sent += flood.sock.send(pings)
+                except BlockingIOError:
+                    pass
+        # A broker that kept reading would have taken all 16 MB in 3 s (and
+        # queued ~16 MB of PONGs); one that stopped took the socket buffers' worth.
+        assert sent < 4 * 1024 * 1024, f"the broker read {sent} bytes of PINGs from a client that reads nothing"
+        healthy = Raw(proc.path)
+        t0 = time.monotonic()
+        assert healthy.until_pong() == []
+        assert time.monotonic() - t0 < 5
+        assert proc.stop() == 0

@@ -188,3 +188,77 @@ def test_null_bus_does_nothing_and_its_subscriptions_end_when_closed(run):
                 await asyncio.wait_for(reader, WAIT)
 
     run(main())
+
+
+def test_rejected_at_connect_it_keeps_trying_and_gets_in(sockdir, loop_name, run):
+    """A broker that accepts and at once hangs up (connection limit) must not
+    leave the client for dead: once a slot frees, it is in, with a Gap."""
+    path = sockdir / "bus.sock"
+
+    async def main():
+        with BrokerProcess(path, "--max-connections", "2", loop=loop_name):
+            holder, pub = UnixBus(path), UnixBus(path)
+            await holder.connect()
+            await pub.connect()
+            late = UnixBus(path)
+            async with late.subscribe("x") as sub:
+                assert not late.connected
+                await holder.close()  # frees a slot
+                gap = await next_event(sub)
+                assert gap.gap and gap.reason == "connect"
+                await pub.publish("x", "in")
+                assert (await next_event(sub)).payload == "in"
+            await pub.close()
+            await late.close()
+
+    run(main())
+
+
+def test_a_cancelled_subscribe_leaves_nothing_behind(sockdir, run):
+    """Against a server that accepts and never answers, entering a subscription
+    waits; cancelling it unregisters it (no SUB kept, no queue filling)."""
+    import socket as socketlib
+
+    path = sockdir / "silent.sock"
+    silent = socketlib.socket(socketlib.AF_UNIX, socketlib.SOCK_STREAM)
+    silent.bind(str(path))
+    silent.listen(4)
+
+    async def main():
+        bus = UnixBus(path, ping_timeout=30)
+        sub = bus.subscribe("a.>")
+        entering = asyncio.ensure_future(sub.__aenter__())
+        while not bus.connected:
+            await asyncio.sleep(0.01)
+        entering.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await entering
+        assert bus.stats()["subscriptions"] == 0 and not sub.active
+        bus._deliver("a.b", b"1")  # an event arriving now reaches nobody
+        assert sub._events == 0
+        await bus.close()
+
+    try:
+        run(main())
+    finally:
+        silent.close()
+
+
+def test_a_subscribe_the_broker_never_confirms_goes_live_later(sockdir, run):
+    import socket as socketlib
+
+    path = sockdir / "silent.sock"
+    silent = socketlib.socket(socketlib.AF_UNIX, socketlib.SOCK_STREAM)
+    silent.bind(str(path))
+    silent.listen(4)
+
+    async def main():
+        bus = UnixBus(path, ping_timeout=0.2)
+        async with bus.subscribe("a.>") as sub:  # no PONG: not an error for the caller
+            assert sub.active and sub._gap_reason == "connect"
+        await bus.close()
+
+    try:
+        run(main())
+    finally:
+        silent.close()

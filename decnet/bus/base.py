@@ -118,6 +118,7 @@ class Subscription:
             await self._bus._attach(self)
         except BaseException:
             self._state = "closed"
+            await self._bus._detach(self)  # never suspends: safe even when cancelled
             raise
         return self
 

@@ -146,6 +146,8 @@ class UnixBus(Bus):
         self._connector: Optional[asyncio.Task] = None
         self._attempt: Optional[asyncio.Future] = None
         self._keepalive: Optional[asyncio.Task] = None
+        self._tasks: set[asyncio.Task] = set()
+        self._delay = BACKOFF_MIN
         self._stuck = False
         self._loop: Optional[asyncio.AbstractEventLoop] = None
 
@@ -170,6 +172,9 @@ class UnixBus(Bus):
                 await self._drop()
                 return
             proto = self._proto
+        if proto.transport.is_closing():  # lost; connection_lost has not run yet
+            await self._drop()
+            return
         if proto.paused:
             # A broker that is behind but reading paces the publisher; one that
             # reads nothing for publish_wait is stuck: drop until it drains.
@@ -195,7 +200,7 @@ class UnixBus(Bus):
         if self._closed:
             return
         await super().close()
-        tasks = [t for t in (self._connector, self._keepalive) if t is not None and t is not asyncio.current_task()]
+        tasks = [t for t in (self._connector, self._keepalive, *self._tasks) if t is not None and t is not asyncio.current_task()]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -225,7 +230,7 @@ class UnixBus(Bus):
             try:
                 await self._ping(self.ping_timeout)
                 return
-            except BusUnavailable:
+            except (BusUnavailable, asyncio.TimeoutError):
                 pass
         # The broker is away: the subscription goes live on (re)connect, and
         # the reader learns with a Gap that it may have missed events.
@@ -275,22 +280,25 @@ class UnixBus(Bus):
 
     async def _connect_loop(self) -> None:
         loop = asyncio.get_running_loop()
-        delay = BACKOFF_MIN
-        while not self._closed:
+        # Until there is a connection: a connection lost while this task is
+        # still winding down finds it here rather than starting a second one.
+        while not self._closed and self._proto is None:
             if self._attempt is None or self._attempt.done():
                 self._attempt = loop.create_future()
             try:
                 await asyncio.wait_for(self._open(), CONNECT_TIMEOUT)
+                opened = True
             except (OSError, asyncio.TimeoutError) as error:
                 log.debug("no broker on %s: %s", self.path, error)
-                self._attempt.set_result(False)
-                self._attempt = None
-                await asyncio.sleep(delay * random.uniform(0.5, 1.5))
-                delay = min(delay * 2, BACKOFF_MAX)
-                continue
-            self._attempt.set_result(True)
-            self._attempt = None
-            return
+                opened = False
+            attempt, self._attempt = self._attempt, None
+            if not attempt.done():
+                attempt.set_result(opened)
+            if self._proto is None and not self._closed:
+                # The delay grows until a broker accepts us (its HELLO reply
+                # resets it), so one that accepts and then hangs up is not stormed.
+                await asyncio.sleep(self._delay * random.uniform(0.5, 1.5))
+                self._delay = min(self._delay * 2, BACKOFF_MAX)
 
     async def _open(self) -> None:
         loop = asyncio.get_running_loop()
@@ -306,19 +314,19 @@ class UnixBus(Bus):
         self.connects += 1
         if self.connects > 1:
             log.info("reconnected to the broker on %s", self.path)
-            for sub in self._subscriptions:
-                sub._gap_reason = "reconnect"
         self._keepalive = loop.create_task(self._keep_alive(proto))
         # Subscriptions that may have missed events learn it once the broker
         # has their SUBs, so a resync they do then misses nothing.
         if any(sub._gap_reason for sub in self._subscriptions):
-            loop.create_task(self._announce_gaps())
+            task = loop.create_task(self._announce_gaps())
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
 
     async def _announce_gaps(self) -> None:
         try:
             await self._ping(self.ping_timeout)
-        except BusError:
-            return  # lost again: the next connection announces them
+        except (BusError, asyncio.TimeoutError):
+            return  # lost again, or stuck (the keepalive will drop it): the next connection announces them
         for sub in list(self._subscriptions):
             if sub._gap_reason and sub.active:
                 sub._put_gap(sub._gap_reason)
@@ -359,6 +367,7 @@ class UnixBus(Bus):
         elif verb is HELLO:
             self.server = orjson.loads(body)
             self.max_payload = int(self.server.get("max_payload", self.max_payload))
+            self._delay = BACKOFF_MIN
         elif verb is ERR:
             self.errors += 1
             self.last_error = orjson.loads(body) if body else {}
@@ -378,7 +387,7 @@ class UnixBus(Bus):
         if not self._closed:
             log.warning("lost the broker on %s (%s); reconnecting", self.path, exc or "closed")
             for sub in self._subscriptions:
-                sub._gap_reason = "reconnect"
+                sub._gap_reason = sub._gap_reason or "reconnect"  # never live yet: still "connect"
             self._start_connector()
 
     def _fail_pongs(self, why: str) -> None:

@@ -58,7 +58,10 @@ class BrokerProtocol(asyncio.Protocol):
         self.peer = (0, -1, -1)  # pid, uid, gid
         self.patterns: set[str] = set()
         self.out: deque = deque()
-        self.out_bytes = 0
+        self.out_bytes = 0  # EVT and control frames in ``out``
+        # Control frames found at the head of ``out`` while shedding: older
+        # than everything in ``out``, written before it, never dropped.
+        self.held: list[bytes] = []
         self.dirty = False
         self.paused = False
         self.closing = False
@@ -81,6 +84,8 @@ class BrokerProtocol(asyncio.Protocol):
                     broker.publish(self, arg, frame)
                 else:
                     self._request(verb, arg, frame)
+                    if self.closing:  # BYE, or a request that closed us: nothing after it counts
+                        break
         except FrameError as error:
             self.fail(error.code, str(error))
         broker.flush()
@@ -92,15 +97,24 @@ class BrokerProtocol(asyncio.Protocol):
         if self._hello_timer is not None:
             self._hello_timer.cancel()
         self.closing = True
+        lost = sum(1 for frame in self.out if frame.startswith(EVT_PREFIX))
+        self.dropped += lost
+        self.broker.dropped += lost
         self.out.clear()
+        self.held.clear()
         self.out_bytes = 0
         self.broker.release(self, exc)
 
     def pause_writing(self) -> None:
+        # A client that does not read what we send gets no more of its own
+        # requests read either: its PINGs cannot pile up PONGs without bound.
         self.paused = True
+        self.transport.pause_reading()
 
     def resume_writing(self) -> None:
         self.paused = False
+        if not self.closing:
+            self.transport.resume_reading()
         self.drain()
 
     # -- requests other than PUB
@@ -167,17 +181,15 @@ class BrokerProtocol(asyncio.Protocol):
 
         Control frames (PONG, ERR, BYE) are kept: they are tiny and the client
         is waiting for them."""
-        out, limit = self.out, self.broker.queue_limit
-        kept = []
+        out, limit, held = self.out, self.broker.queue_limit, self.held
         dropped = 0
         while self.out_bytes > limit and out:
             frame = out.popleft()
+            self.out_bytes -= len(frame)
             if frame.startswith(EVT_PREFIX):
-                self.out_bytes -= len(frame)
                 dropped += 1
             else:
-                kept.append(frame)
-        out.extendleft(reversed(kept))
+                held.append(frame)  # each control frame moves here once: shedding stays linear
         self.dropped += dropped
         self.broker.dropped += dropped
 
@@ -185,7 +197,12 @@ class BrokerProtocol(asyncio.Protocol):
         """Hand the outbox to the transport until it is empty or the transport pushes back."""
         self.dirty = False
         out, transport = self.out, self.transport
-        if not out or self.paused or self.closing:
+        if self.paused or self.closing:
+            return
+        if self.held:
+            transport.writelines(self.held)
+            self.held.clear()
+        if not out:
             return
         if self.out_bytes <= DRAIN_SLICE:  # the usual case: what one read routed here
             transport.writelines(out)
@@ -217,7 +234,8 @@ class BrokerProtocol(asyncio.Protocol):
         if self.closing or self.transport is None:
             return
         self.out.append(last)
-        self.transport.writelines(self.out)
+        self.transport.writelines(self.held + list(self.out))
+        self.held.clear()
         self.out.clear()
         self.out_bytes = 0
         self.closing = True

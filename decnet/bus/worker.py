@@ -159,7 +159,10 @@ def _bind(path: Path, mode: int, group: str) -> socket.socket:
         if _answers(path):
             raise StartupError(f"a broker already answers on {path}; not starting a second one")
         log.warning("removing stale socket %s (nothing answers on it)", path)
-        os.unlink(path)
+        try:
+            os.unlink(path)
+        except FileNotFoundError:  # another broker starting at the same moment got there first
+            pass
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     # bind() creates the file: the umask gives it `mode` from birth, so it is
     # never reachable with wider permissions and needs no chmod afterwards.
@@ -168,6 +171,8 @@ def _bind(path: Path, mode: int, group: str) -> socket.socket:
         sock.bind(str(path))
     except OSError as error:
         sock.close()
+        if error.errno == errno.EADDRINUSE:
+            raise StartupError(f"{path} was taken while starting: another broker is starting on it") from None
         raise StartupError(f"cannot bind {path}: {error.strerror}") from None
     finally:
         os.umask(previous)
