@@ -16,10 +16,15 @@ from cpython.tuple cimport PyTuple_GET_ITEM, PyTuple_GET_SIZE, PyTuple_New, PyTu
 from cpython.ref cimport PyObject
 from libc.string cimport memchr, memcmp, memcpy
 
+import asyncio
+import collections
+
+import orjson
+
 from . import constants as C
 from . import errors
 from ._grammar import explain
-from .errors import TopicError
+from .errors import BusError, TopicError
 
 cdef extern from "Python.h":
     bint PyUnicode_IS_COMPACT_ASCII(object)
@@ -448,6 +453,13 @@ cdef class FrameDecoder:
         return self
 
     def __next__(self):
+        frame = self._next()
+        if frame is None:
+            raise StopIteration
+        return frame
+
+    cdef object _next(self):
+        """The next whole frame, or None until more bytes arrive."""
         if self._error is not None:
             raise _again(self._error)
         cdef const char* base = PyByteArray_AS_STRING(self._buf) if self._owned else PyBytes_AS_STRING(self._chunk)
@@ -461,7 +473,7 @@ cdef class FrameDecoder:
         cdef char* out
         if pos >= end:
             self._reset()
-            raise StopIteration
+            return None
         avail = end - pos
         if avail > MAX_LINE:
             avail = MAX_LINE
@@ -476,19 +488,19 @@ cdef class FrameDecoder:
         if nl is NULL:
             if end - pos >= MAX_LINE:
                 self._fail(errors.line_too_long())
-            self._keep()
+            return None  # incomplete: the frame at _pos waits for more bytes
         verb = _verb(<const char*>line, avail if sp < 0 else sp)
         if verb is None:
             self._fail(errors.unknown_verb(PyBytes_FromStringAndSize(<const char*>line, avail if sp < 0 else sp)))
         start = pos + avail + 1 + LEN_SIZE
         if start > end:
-            self._keep()
+            return None  # incomplete: the frame at _pos waits for more bytes
         nl += 1
         size = (<unsigned long long>nl[0] << 24) | (nl[1] << 16) | (nl[2] << 8) | nl[3]
         if size > self._max:
             self._fail(errors.payload_too_large(size, self._max))
         if start + <Py_ssize_t>size > end:
-            self._keep()
+            return None  # incomplete: the frame at _pos waits for more bytes
         self._pos = start + size
         arg = None if sp < 0 else PyUnicode_DecodeASCII(<const char*>line + sp + 1, avail - sp - 1, NULL)
         if verb is V_PUB and self.relay:
@@ -507,10 +519,6 @@ cdef class FrameDecoder:
         self._buf = None
         self._owned = False
         self._pos = 0
-
-    cdef _keep(self):
-        """Stop iterating; the incomplete frame at ``_pos`` waits for more bytes."""
-        raise StopIteration
 
     cdef _fail(self, error):
         self._error = error
@@ -568,3 +576,197 @@ def encode(str verb not None, arg=None, body=b""):
         return frame
     finally:
         PyBuffer_Release(&view)
+
+
+# ----------------------------------------------------------- client delivery
+
+cdef object _UNDECODED = object()
+cdef object _loads = orjson.loads
+cdef object _get_running_loop = asyncio.get_running_loop
+cdef object _deque = collections.deque
+cdef enum:
+    NEW = 0
+    ACTIVE = 1
+    CLOSED = 2
+
+
+cdef class Event:
+    """One event as a subscriber sees it.
+
+    ``payload`` is decoded from ``raw`` (the JSON bytes the publisher sent) on
+    first access, and the one Event is shared by every matching Subscription
+    of a process: treat the payload as read-only.
+    """
+    cdef readonly str topic
+    cdef readonly bytes raw
+    cdef object _payload
+
+    def __init__(self, str topic, bytes raw):
+        self.topic = topic
+        self.raw = raw
+        self._payload = _UNDECODED
+
+    @property
+    def gap(self):
+        return False
+
+    @property
+    def payload(self):
+        """The decoded JSON payload (None for an empty body)."""
+        if self._payload is _UNDECODED:
+            self._payload = _loads(self.raw) if self.raw else None
+        return self._payload
+
+    def __repr__(self):
+        return f"Event({self.topic!r}, {self.raw[:60]!r})"
+
+
+cdef inline Event _event(str topic, bytes raw):
+    cdef Event event = Event.__new__(Event)
+    event.topic = topic
+    event.raw = raw
+    event._payload = _UNDECODED
+    return event
+
+
+class Gap:
+    """Events may have been lost here: resynchronize from the database.
+
+    ``reason`` is ``"overflow"`` (the Subscription's own queue dropped
+    ``lost`` events, oldest first), ``"reconnect"`` (the connection to the
+    broker was lost and is back) or ``"connect"`` (entered while no broker
+    answered, live now). It comes once the subscription is live again, so a
+    resync done on receiving it misses nothing.
+    """
+
+    __slots__ = ("reason", "lost")
+    gap = True
+    topic = None
+    payload = None
+
+    def __init__(self, reason, lost=None):
+        self.reason = reason
+        self.lost = lost
+
+    def __repr__(self):
+        return f"Gap({self.reason!r}, lost={self.lost})"
+
+
+cdef class EventQueue:
+    """The bounded, drop-oldest queue behind a Subscription, and its async iteration.
+
+    ``state`` is NEW, ACTIVE or CLOSED (the Subscription moves it); iteration
+    waits while ACTIVE and ends once CLOSED and empty.
+    """
+    cdef object _queue
+    cdef readonly Py_ssize_t maxsize
+    cdef public bint gaps_enabled
+    cdef public Py_ssize_t dropped
+    cdef public Py_ssize_t gaps
+    cdef public int state
+    cdef Py_ssize_t _events
+    cdef Py_ssize_t _lost
+    cdef object _waiter
+
+    def __init__(self, Py_ssize_t maxsize=C.DEFAULT_SUBSCRIPTION_QUEUE, bint gaps=True):
+        if maxsize < 1:
+            raise ValueError("maxsize must be >= 1")
+        self.maxsize = maxsize
+        self.gaps_enabled = gaps
+        self.dropped = 0
+        self.gaps = 0
+        self.state = NEW
+        self._queue = _deque()
+        self._events = 0
+        self._lost = 0
+        self._waiter = None
+
+    @property
+    def queued(self):
+        """Events waiting to be read."""
+        return self._events
+
+    cpdef put(self, event):
+        if self._events >= self.maxsize:
+            self._drop_oldest()
+        self._queue.append(event)
+        self._events += 1
+        if self._waiter is not None:
+            self.wake()
+
+    def put_gap(self, reason):
+        self.gaps += 1
+        if self.gaps_enabled:
+            self._queue.append(Gap(reason))
+            self.wake()
+
+    cpdef wake(self):
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    cdef _drop_oldest(self):
+        kept = []
+        while True:
+            item = self._queue.popleft()
+            if type(item) is Event:
+                break
+            kept.append(item)
+        self._queue.extendleft(reversed(kept))
+        self._events -= 1
+        self.dropped += 1
+        if not self._lost:
+            self.gaps += 1
+        self._lost += 1
+
+    def __aiter__(self):
+        return self
+
+    async def __anext__(self):
+        while True:
+            if self._lost:
+                lost = self._lost
+                self._lost = 0
+                if self.gaps_enabled:
+                    return Gap("overflow", lost)
+            if self._queue:
+                item = self._queue.popleft()
+                if type(item) is Event:
+                    self._events -= 1
+                return item
+            if self.state != ACTIVE:
+                if self.state == NEW:
+                    raise BusError("enter the subscription first: async with bus.subscribe(pattern) as sub")
+                raise StopAsyncIteration
+            self._waiter = _get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+
+
+cpdef Py_ssize_t deliver(SubscriptionIndex index, str topic, bytes raw) except -1:
+    """Put one Event on every EventQueue of ``index`` whose pattern matches; how many."""
+    cdef tuple queues = index.lookup(topic)
+    cdef Py_ssize_t i, n = len(queues)
+    cdef Event event
+    if n:
+        event = _event(topic, raw)
+        for i in range(n):
+            (<EventQueue>queues[i]).put(event)
+    return n
+
+
+def client_feed(FrameDecoder decoder, SubscriptionIndex index, data):
+    """Feed ``data`` to a client's decoder: deliver every EVT, return the other frames."""
+    cdef list others = []
+    cdef tuple frame
+    decoder.feed(data)
+    while True:
+        frame = decoder._next()
+        if frame is None:
+            return others
+        if frame[0] is V_EVT:
+            deliver(index, <str>frame[1], <bytes>frame[2])
+        else:
+            others.append(frame)

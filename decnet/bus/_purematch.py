@@ -6,13 +6,17 @@ Every function and class here mirrors one in ``_fastmatch.pyx``; change both.
 
 from __future__ import annotations
 
+import asyncio
 import re
+from collections import deque
 from typing import Hashable, Iterator, Optional
+
+from orjson import loads as _loads
 
 from . import constants as C
 from . import errors
 from ._grammar import explain
-from .errors import TopicError
+from .errors import BusError, TopicError
 
 # A literal token: printable ASCII except '.', '*' and '>'.
 _TOKEN = r"[!-)+-\-/-=?-~]+"
@@ -21,6 +25,7 @@ _PATTERN_RE = re.compile(rf"(?:(?:{_TOKEN}|\*)(?:\.(?:{_TOKEN}|\*))*(?:\.>)?|>)"
 
 _VERBS = {v.encode(): v for v in C.VERBS}
 _PUB = C.PUB
+_EVT = C.EVT
 
 
 def check_topic(topic: str) -> str:
@@ -339,3 +344,165 @@ def encode(verb: str, arg: Optional[str] = None, body=b"") -> bytes:
     if size > C.MAX_LEN_FIELD:
         raise errors.payload_too_large(size, C.MAX_LEN_FIELD)
     return line + size.to_bytes(4, "big") + body
+
+
+# ----------------------------------------------------------- client delivery
+
+_UNDECODED = object()
+NEW, ACTIVE, CLOSED = 0, 1, 2
+
+
+class Event:
+    """One event as a subscriber sees it.
+
+    ``payload`` is decoded from ``raw`` (the JSON bytes the publisher sent) on
+    first access, and the one Event is shared by every matching Subscription
+    of a process: treat the payload as read-only.
+    """
+
+    __slots__ = ("topic", "raw", "_payload")
+    gap = False
+
+    def __init__(self, topic: str, raw: bytes) -> None:
+        self.topic = topic
+        self.raw = raw
+        self._payload = _UNDECODED
+
+    @property
+    def payload(self):
+        """The decoded JSON payload (None for an empty body)."""
+        if self._payload is _UNDECODED:
+            self._payload = _loads(self.raw) if self.raw else None
+        return self._payload
+
+    def __repr__(self) -> str:
+        return f"Event({self.topic!r}, {self.raw[:60]!r})"
+
+
+class Gap:
+    """Events may have been lost here: resynchronize from the database.
+
+    ``reason`` is ``"overflow"`` (the Subscription's own queue dropped
+    ``lost`` events, oldest first), ``"reconnect"`` (the connection to the
+    broker was lost and is back) or ``"connect"`` (entered while no broker
+    answered, live now). It comes once the subscription is live again, so a
+    resync done on receiving it misses nothing.
+    """
+
+    __slots__ = ("reason", "lost")
+    gap = True
+    topic = None
+    payload = None
+
+    def __init__(self, reason: str, lost: Optional[int] = None) -> None:
+        self.reason = reason
+        self.lost = lost
+
+    def __repr__(self) -> str:
+        return f"Gap({self.reason!r}, lost={self.lost})"
+
+
+class EventQueue:
+    """The bounded, drop-oldest queue behind a Subscription, and its async iteration.
+
+    ``state`` is NEW, ACTIVE or CLOSED (the Subscription moves it); iteration
+    waits while ACTIVE and ends once CLOSED and empty.
+    """
+
+    def __init__(self, maxsize: int = C.DEFAULT_SUBSCRIPTION_QUEUE, gaps: bool = True) -> None:
+        if maxsize < 1:
+            raise ValueError("maxsize must be >= 1")
+        self.maxsize = maxsize
+        self.gaps_enabled = gaps
+        #: Events dropped by this queue when full.
+        self.dropped = 0
+        #: Gaps seen (yielded or not).
+        self.gaps = 0
+        self.state = NEW
+        self._queue: deque = deque()
+        self._events = 0  # Events in _queue (Gaps excluded)
+        self._lost = 0  # dropped since the reader last got a Gap
+        self._waiter = None
+
+    @property
+    def queued(self) -> int:
+        """Events waiting to be read."""
+        return self._events
+
+    def put(self, event: Event) -> None:
+        if self._events >= self.maxsize:
+            self._drop_oldest()
+        self._queue.append(event)
+        self._events += 1
+        if self._waiter is not None:
+            self.wake()
+
+    def put_gap(self, reason: str) -> None:
+        self.gaps += 1
+        if self.gaps_enabled:
+            self._queue.append(Gap(reason))
+            self.wake()
+
+    def wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def _drop_oldest(self) -> None:
+        kept = []
+        while True:
+            item = self._queue.popleft()
+            if not item.gap:
+                break
+            kept.append(item)
+        self._queue.extendleft(reversed(kept))
+        self._events -= 1
+        self.dropped += 1
+        if not self._lost:
+            self.gaps += 1
+        self._lost += 1
+
+    def __aiter__(self):
+        return self
+
+    async def __anext__(self):
+        while True:
+            if self._lost:
+                lost, self._lost = self._lost, 0
+                if self.gaps_enabled:
+                    return Gap("overflow", lost)
+            if self._queue:
+                item = self._queue.popleft()
+                if not item.gap:
+                    self._events -= 1
+                return item
+            if self.state != ACTIVE:
+                if self.state == NEW:
+                    raise BusError("enter the subscription first: async with bus.subscribe(pattern) as sub")
+                raise StopAsyncIteration
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+
+
+def deliver(index: SubscriptionIndex, topic: str, raw: bytes) -> int:
+    """Put one Event on every EventQueue of ``index`` whose pattern matches; how many."""
+    queues = index.lookup(topic)
+    if queues:
+        event = Event(topic, raw)
+        for queue in queues:
+            queue.put(event)
+    return len(queues)
+
+
+def client_feed(decoder: FrameDecoder, index: SubscriptionIndex, data) -> list:
+    """Feed ``data`` to a client's decoder: deliver every EVT, return the other frames."""
+    others = []
+    for frame in decoder.feed(data):
+        if frame[0] is _EVT:
+            deliver(index, frame[1], frame[2])
+        else:
+            others.append(frame)
+    return others

@@ -24,6 +24,7 @@ from . import constants as C
 from .base import Bus, Subscription
 from .config import socket_path
 from .errors import BusError, FrameError
+from ._compat import impl
 from .protocol import FrameDecoder, encode
 
 log = logging.getLogger("decnet.bus.client")
@@ -36,6 +37,7 @@ BYE_FRAME = encode(C.BYE)
 # PUBLISH_WAIT) for the broker to drain it.
 WRITE_HIGH = 1024 * 1024
 WRITE_LOW = 256 * 1024
+client_feed = impl.client_feed
 BACKOFF_MIN = 0.02
 BACKOFF_MAX = 0.5
 CONNECT_TIMEOUT = 0.5
@@ -62,14 +64,12 @@ class ClientProtocol(asyncio.Protocol):
         transport.set_write_buffer_limits(high=WRITE_HIGH, low=WRITE_LOW)
 
     def data_received(self, data: bytes) -> None:
-        bus = self.bus
         self.last_read = time.monotonic()
         try:
-            for verb, arg, body in self.decoder.feed(data):
-                if verb is EVT:
-                    bus._deliver(arg, body)
-                else:
-                    bus._control(self, verb, body)
+            # EVTs go straight to the Subscriptions' queues (compiled); the
+            # rest (PONG, HELLO, ERR, PING, BYE) come back here.
+            for verb, _, body in client_feed(self.decoder, self.bus._local, data):
+                self.bus._control(self, verb, body)
         except FrameError as error:
             log.error("broker sent a bad frame (%s); reconnecting", error)
             self.transport.abort()
@@ -329,7 +329,7 @@ class UnixBus(Bus):
             return  # lost again, or stuck (the keepalive will drop it): the next connection announces them
         for sub in list(self._subscriptions):
             if sub._gap_reason and sub.active:
-                sub._put_gap(sub._gap_reason)
+                sub.put_gap(sub._gap_reason)
                 sub._gap_reason = None
 
     async def _keep_alive(self, proto: ClientProtocol) -> None:
