@@ -1,6 +1,6 @@
 """Stub of the compiled hot path; ``_purematch.py`` is its twin and has the same API."""
 
-from typing import Hashable, Iterator, Optional, Tuple
+from typing import Any, Hashable, Iterator, Optional, Tuple
 
 Buffer = bytes | bytearray | memoryview
 
@@ -32,3 +32,41 @@ class FrameDecoder:
     def __next__(self) -> Frame: ...
 
 def encode(verb: str, arg: Optional[str] = None, body: Buffer = b"") -> bytes: ...
+
+NEW: int
+ACTIVE: int
+CLOSED: int
+
+class Event:
+    topic: str
+    raw: bytes
+    gap: bool
+    def __init__(self, topic: str, raw: bytes) -> None: ...
+    @property
+    def payload(self) -> Any: ...
+
+class Gap:
+    gap: bool
+    topic: None
+    payload: None
+    reason: str
+    lost: Optional[int]
+    def __init__(self, reason: str, lost: Optional[int] = None) -> None: ...
+
+class EventQueue:
+    maxsize: int
+    gaps_enabled: bool
+    dropped: int
+    gaps: int
+    state: int
+    def __init__(self, maxsize: int = ..., gaps: bool = ...) -> None: ...
+    @property
+    def queued(self) -> int: ...
+    def put(self, event: Event) -> None: ...
+    def put_gap(self, reason: str) -> None: ...
+    def wake(self) -> None: ...
+    def __aiter__(self) -> EventQueue: ...
+    async def __anext__(self) -> Event | Gap: ...
+
+def deliver(index: SubscriptionIndex, topic: str, raw: bytes) -> int: ...
+def client_feed(decoder: FrameDecoder, index: SubscriptionIndex, data: Buffer) -> list[Frame]: ...

@@ -584,10 +584,11 @@ cdef object _UNDECODED = object()
 cdef object _loads = orjson.loads
 cdef object _get_running_loop = asyncio.get_running_loop
 cdef object _deque = collections.deque
-cdef enum:
-    NEW = 0
-    ACTIVE = 1
-    CLOSED = 2
+cdef enum:  # EventQueue.state
+    S_NEW = 0
+    S_ACTIVE = 1
+    S_CLOSED = 2
+NEW, ACTIVE, CLOSED = S_NEW, S_ACTIVE, S_CLOSED  # as Python sees them
 
 
 cdef class Event:
@@ -675,7 +676,7 @@ cdef class EventQueue:
         self.gaps_enabled = gaps
         self.dropped = 0
         self.gaps = 0
-        self.state = NEW
+        self.state = S_NEW
         self._queue = _deque()
         self._events = 0
         self._lost = 0
@@ -734,8 +735,8 @@ cdef class EventQueue:
                 if type(item) is Event:
                     self._events -= 1
                 return item
-            if self.state != ACTIVE:
-                if self.state == NEW:
+            if self.state != S_ACTIVE:
+                if self.state == S_NEW:
                     raise BusError("enter the subscription first: async with bus.subscribe(pattern) as sub")
                 raise StopAsyncIteration
             self._waiter = _get_running_loop().create_future()

@@ -19,7 +19,7 @@ from .topics import check_pattern, check_topic
 Event = impl.Event
 Gap = impl.Gap
 Item = Union[Event, Gap]
-NEW, ACTIVE, CLOSED = 0, 1, 2
+NEW, ACTIVE, CLOSED = impl.NEW, impl.ACTIVE, impl.CLOSED
 
 
 class Subscription(impl.EventQueue):
