@@ -1,0 +1,110 @@
+"""Broker capacity with clients that are not the bottleneck.
+
+Publisher processes write pre-encoded PUB frames on raw sockets as fast as the
+kernel takes them; subscriber processes read raw and count bytes (every EVT has
+the same size). Reports deliveries/s the broker sustains and its CPU per
+delivered event.
+
+    python bench/capacity.py [--subs 1,10,50] [--pubs 2] [--seconds 5] [--pure] [--loop uvloop]
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing as mp
+import os
+import time
+
+from brokerproc import Broker, hello, until_pong
+from decnet.bus._purematch import encode
+
+BODY = b'{"decky":"d00","state":"up","pad":"' + b"x" * 160 + b'"}'
+PUB_SIZE = len(encode("PUB", "decky.d00.state", BODY))  # every topic has the same length
+
+
+def subscriber(path, ready, drained, out) -> None:
+    sock = hello(path)
+    sock.sendall(encode("SUB", "decky.*.state"))
+    until_pong(sock)
+    ready.put(1)
+    got = 0
+    sock.settimeout(0.5)
+    while True:
+        try:
+            data = sock.recv(1 << 20)
+        except TimeoutError:
+            if drained.is_set():  # the publishers are done and nothing came for 0.5 s
+                break
+            continue
+        if not data:
+            break
+        got += len(data)
+    out.put(got)
+
+
+def publisher(path, go, stop, out) -> None:
+    sock = hello(path)
+    batch = b"".join(encode("PUB", f"decky.d{i % 100:02d}.state", BODY) for i in range(300))
+    go.wait()
+    sent = 0
+    while not stop.is_set():
+        sock.sendall(batch)
+        sent += 300
+    until_pong(sock)  # everything sent was routed
+    out.put(sent)
+
+
+def run(subs: int, pubs: int, seconds: float, pure: bool, loop: str) -> dict:
+    ctx = mp.get_context("fork")
+    with Broker("--queue-limit", str(64 << 20), loop=loop, pure=pure) as broker:
+        ready, stop, go, drained = ctx.Queue(), ctx.Event(), ctx.Event(), ctx.Event()
+        out_s, out_p = ctx.Queue(), ctx.Queue()
+        procs = [ctx.Process(target=subscriber, args=(broker.path, ready, drained, out_s)) for _ in range(subs)]
+        procs += [ctx.Process(target=publisher, args=(broker.path, go, stop, out_p)) for _ in range(pubs)]
+        for proc in procs:
+            proc.start()
+        for _ in range(subs):
+            ready.get(timeout=30)
+        cpu0, t0 = broker.cpu(), time.monotonic()
+        go.set()
+        time.sleep(seconds)
+        stop.set()
+        sent = sum(out_p.get(timeout=60) for _ in range(pubs))
+        drained.set()
+        received = sum(out_s.get(timeout=120) for _ in range(subs))
+        # Until the last delivery was read, less the 0.5 s of silence that ended it.
+        cpu1, t1 = broker.cpu(), time.monotonic() - 0.5
+        for proc in procs:
+            proc.join(10)
+        delivered = received // PUB_SIZE  # an EVT frame is as long as its PUB
+        return {
+            "subs": subs,
+            "published": sent,
+            "delivered": delivered,
+            "lost": max(sent * subs - delivered, 0),
+            "deliveries_per_s": delivered / (t1 - t0),
+            "broker_cpu_us_per_delivery": (cpu1 - cpu0) / max(delivered, 1) * 1e6,
+            "broker_cpu_share": (cpu1 - cpu0) / (t1 - t0),
+        }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--subs", default="1,10,50", help="subscriber counts to run (comma list)")
+    parser.add_argument("--pubs", type=int, default=2, help="publisher processes")
+    parser.add_argument("--seconds", type=float, default=5.0, help="length of each run")
+    parser.add_argument("--pure", action="store_true", help="broker with DECNET_BUS_NO_EXTENSIONS=1")
+    parser.add_argument("--loop", default="uvloop", choices=["uvloop", "asyncio"])
+    args = parser.parse_args()
+    print(f"broker: loop={args.loop} hot path={'pure' if args.pure else 'compiled'}; {args.pubs} raw publishers; "
+          f"{PUB_SIZE}-byte frames; {os.cpu_count()} CPUs")
+    print("| subscribers | published | deliveries/s | lost | broker µs/delivery | broker CPU |")
+    print("|---:|---:|---:|---:|---:|---:|")
+    for subs in [int(n) for n in args.subs.split(",")]:
+        r = run(subs, args.pubs, args.seconds, args.pure, args.loop)
+        print(f"| {subs} | {r['published']:,} | {r['deliveries_per_s']:,.0f} | {r['lost']:,} | "
+              f"{r['broker_cpu_us_per_delivery']:.3f} | {r['broker_cpu_share']:.0%} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
