@@ -14,7 +14,6 @@ import logging
 import socket
 import struct
 import time
-from collections import deque
 from typing import Optional
 
 import orjson
@@ -24,12 +23,14 @@ from ._compat import ACCELERATED, impl
 from .errors import FrameError, TopicError
 from .protocol import FrameDecoder, encode
 
+relay = impl.relay
+route = impl.route
+
 log = logging.getLogger("decnet.bus.broker")
 
 PUB, SUB, UNSUB, HELLO, PING, PONG, BYE = C.PUB, C.SUB, C.UNSUB, C.HELLO, C.PING, C.PONG, C.BYE
 PONG_FRAME = encode(C.PONG)
 BYE_FRAME = encode(C.BYE)
-EVT_PREFIX = b"EVT"
 # Transport buffer marks: above HIGH the transport pauses us and events wait in
 # the outbox, where drop-oldest can still reach them.
 WRITE_HIGH = 256 * 1024
@@ -45,11 +46,17 @@ def error_frame(code: str, message: str) -> bytes:
 
 
 class BrokerProtocol(asyncio.Protocol):
-    """One client connection: handshake, requests, and its bounded outbox."""
+    """One client connection: handshake, requests, and its bounded outbox.
+
+    The outbox (``box``, the hot path's ``Outbox``) is what the index holds for
+    this connection: routing appends to it without calling back into Python.
+    """
 
     def __init__(self, broker: "Broker") -> None:
         self.broker = broker
         self.decoder = FrameDecoder(broker.max_payload, relay=True)
+        self.box = impl.Outbox(broker.stats, broker.queue_limit, broker.dirty)
+        self.box.conn = self  # the broker's way back from a dirty outbox
         self.transport: Optional[asyncio.Transport] = None
         self.client_id = 0
         self.hello = False
@@ -57,16 +64,15 @@ class BrokerProtocol(asyncio.Protocol):
         self.echo = True
         self.peer = (0, -1, -1)  # pid, uid, gid
         self.patterns: set[str] = set()
-        self.out: deque = deque()
-        self.out_bytes = 0  # EVT and control frames in ``out``
-        # Control frames found at the head of ``out`` while shedding: older
-        # than everything in ``out``, written before it, never dropped.
-        self.held: list[bytes] = []
-        self.dirty = False
-        self.paused = False
-        self.closing = False
-        self.dropped = 0
         self._hello_timer: Optional[asyncio.TimerHandle] = None
+
+    @property
+    def closing(self) -> bool:
+        return self.box.closing
+
+    @property
+    def dropped(self) -> int:
+        return self.box.dropped
 
     # -- asyncio callbacks
 
@@ -77,15 +83,17 @@ class BrokerProtocol(asyncio.Protocol):
         self.broker.accept(self)
 
     def data_received(self, data: bytes) -> None:
-        broker = self.broker
+        broker, box, decoder = self.broker, self.box, self.decoder
         try:
-            for verb, arg, frame in self.decoder.feed(data):
-                if verb is PUB and self.hello:
-                    broker.publish(self, arg, frame)
-                else:
-                    self._request(verb, arg, frame)
-                    if self.closing:  # BYE, or a request that closed us: nothing after it counts
-                        break
+            decoder.feed(data)
+            while True:
+                # relay() routes every valid PUB in C and hands back anything else.
+                frame = relay(decoder, broker.index, box, self.echo, broker.stats) if self.hello else next(decoder, None)
+                if frame is None:
+                    break
+                self._request(*frame)
+                if box.closing:  # BYE, or a request that closed us: nothing after it counts
+                    break
         except FrameError as error:
             self.fail(error.code, str(error))
         broker.flush()
@@ -96,34 +104,31 @@ class BrokerProtocol(asyncio.Protocol):
     def connection_lost(self, exc: Optional[Exception]) -> None:
         if self._hello_timer is not None:
             self._hello_timer.cancel()
-        self.closing = True
-        lost = sum(1 for frame in self.out if frame.startswith(EVT_PREFIX))
-        self.dropped += lost
-        self.broker.dropped += lost
-        self.out.clear()
-        self.held.clear()
-        self.out_bytes = 0
+        self.box.discard()
         self.broker.release(self, exc)
+        self.box.conn = None  # break the cycle
 
     def pause_writing(self) -> None:
         # A client that does not read what we send gets no more of its own
         # requests read either: its PINGs cannot pile up PONGs without bound.
-        self.paused = True
+        self.box.paused = True
         self.transport.pause_reading()
 
     def resume_writing(self) -> None:
-        self.paused = False
-        if not self.closing:
+        self.box.paused = False
+        if not self.box.closing:
             self.transport.resume_reading()
         self.drain()
 
-    # -- requests other than PUB
+    # -- requests other than valid PUBs
 
     def _request(self, verb: str, arg: Optional[str], body: bytes) -> None:
         if verb is HELLO:
             self._hello(body)
         elif not self.hello:
             self.fail(C.E_HELLO_REQUIRED, f"{verb} before HELLO: the first frame must be HELLO")
+        elif verb is PUB:  # one relay() would not route: say why
+            self.broker.publish(self, arg, body)
         elif verb is SUB:
             self.broker.subscribe(self, arg)
         elif verb is UNSUB:
@@ -166,57 +171,16 @@ class BrokerProtocol(asyncio.Protocol):
 
     def send(self, frame: bytes) -> None:
         """Queue ``frame``; it is written when the current read is handled."""
-        if self.closing:
-            return
-        self.out.append(frame)
-        self.out_bytes += len(frame)
-        if not self.dirty:
-            self.dirty = True
-            self.broker.dirty.append(self)
-        if self.out_bytes > self.broker.queue_limit:
-            self.shed()
-
-    def shed(self) -> None:
-        """Drop the oldest queued events until the outbox fits its limit again.
-
-        Control frames (PONG, ERR, BYE) are kept: they are tiny and the client
-        is waiting for them."""
-        out, limit, held = self.out, self.broker.queue_limit, self.held
-        dropped = 0
-        while self.out_bytes > limit and out:
-            frame = out.popleft()
-            self.out_bytes -= len(frame)
-            if frame.startswith(EVT_PREFIX):
-                dropped += 1
-            else:
-                held.append(frame)  # each control frame moves here once: shedding stays linear
-        self.dropped += dropped
-        self.broker.dropped += dropped
+        self.box.send(frame)
 
     def drain(self) -> None:
         """Hand the outbox to the transport until it is empty or the transport pushes back."""
-        self.dirty = False
-        out, transport = self.out, self.transport
-        if self.paused or self.closing:
-            return
-        if self.held:
-            transport.writelines(self.held)
-            self.held.clear()
-        if not out:
-            return
-        if self.out_bytes <= DRAIN_SLICE:  # the usual case: what one read routed here
-            transport.writelines(out)
-            out.clear()
-            self.out_bytes = 0
-            return
-        while out and not self.paused:
-            batch, size = [], 0
-            while out and size < DRAIN_SLICE:
-                frame = out.popleft()
-                batch.append(frame)
-                size += len(frame)
-            self.out_bytes -= size
-            transport.writelines(batch)
+        box = self.box
+        box.dirty = False
+        while box.pending and not box.paused and not box.closing:
+            # Usually all of it in one writelines (uvloop: one writev); after a
+            # pause, in slices, so a slow reader holds little beyond its queue.
+            self.transport.writelines(box.take(DRAIN_SLICE))
 
     def send_error(self, code: str, message: str) -> None:
         self.send(error_frame(code, message))
@@ -231,14 +195,13 @@ class BrokerProtocol(asyncio.Protocol):
 
     def close(self, last: bytes = BYE_FRAME) -> None:
         """Write what is queued and ``last`` (regardless of back-pressure), then close."""
-        if self.closing or self.transport is None:
+        box = self.box
+        if box.closing or self.transport is None:
             return
-        self.out.append(last)
-        self.transport.writelines(self.held + list(self.out))
-        self.held.clear()
-        self.out.clear()
-        self.out_bytes = 0
-        self.closing = True
+        frames = box.take()
+        frames.append(last)
+        self.transport.writelines(frames)
+        box.closing = True
         self.transport.close()
 
 
@@ -261,14 +224,12 @@ class Broker:
         self.max_connections = max_connections
         self.loop_name = loop_name
         self.version = version
-        self.index = impl.SubscriptionIndex()
+        self.index = impl.SubscriptionIndex()  # pattern -> the subscribers' Outboxes
+        self.stats = impl.RouteStats()
         self.connections: set[BrokerProtocol] = set()
-        self.dirty: list[BrokerProtocol] = []
+        self.dirty: list = []  # Outboxes that got frames since the last flush
         self.started = time.monotonic()
         self.next_id = 0
-        self.published = 0
-        self.routed = 0
-        self.dropped = 0
         self.subscriptions = 0
 
     # -- connections
@@ -287,7 +248,7 @@ class Broker:
             return
         self.connections.discard(conn)
         for pattern in conn.patterns:
-            self.index.remove(pattern, conn)
+            self.index.remove(pattern, conn.box)
         self.subscriptions -= len(conn.patterns)
         conn.patterns.clear()
         pid, uid, gid = conn.peer
@@ -315,27 +276,23 @@ class Broker:
         if topic.startswith(C.RESERVED_PREFIX):
             conn.send_error(C.E_RESERVED_TOPIC, f"topic {topic!r} is reserved for the broker ({C.RESERVED_PREFIX}*)")
             return
-        self.published += 1
-        for target in self.index.lookup(topic):
-            if target is not conn or conn.echo:
-                target.send(evt)
-                self.routed += 1
+        self.stats.published += 1
+        self.stats.routed += route(self.index, conn.box, conn.echo, topic, evt)
 
     def emit(self, topic: str, payload: dict) -> None:
         """Publish as the broker itself (the heartbeat)."""
-        evt = encode(C.EVT, topic, orjson.dumps(payload))
-        for target in self.index.lookup(topic):
-            target.send(evt)
-            self.routed += 1
+        self.stats.routed += route(self.index, None, True, topic, encode(C.EVT, topic, orjson.dumps(payload)))
         self.flush()
 
     def flush(self) -> None:
         """One write per connection that got anything since the last flush."""
         dirty = self.dirty
         if dirty:
-            self.dirty = []
-            for conn in dirty:
-                conn.drain()
+            boxes = list(dirty)
+            dirty.clear()  # the Outboxes hold this very list: clear it, never replace it
+            for box in boxes:
+                if box.conn is not None:
+                    box.conn.drain()
 
     def subscribe(self, conn: BrokerProtocol, pattern: Optional[str]) -> None:
         if not _checked(conn, impl.check_pattern, pattern, C.E_BAD_PATTERN, "SUB needs a pattern"):
@@ -346,7 +303,7 @@ class Broker:
             conn.send_error(C.E_TOO_MANY_SUBSCRIPTIONS, f"a connection may hold at most {self.max_subscriptions} subscriptions")
             return
         conn.patterns.add(pattern)
-        self.index.add(pattern, conn)
+        self.index.add(pattern, conn.box)
         self.subscriptions += 1
 
     def unsubscribe(self, conn: BrokerProtocol, pattern: Optional[str]) -> None:
@@ -354,7 +311,7 @@ class Broker:
             return
         if pattern in conn.patterns:
             conn.patterns.discard(pattern)
-            self.index.remove(pattern, conn)
+            self.index.remove(pattern, conn.box)
             self.subscriptions -= 1
 
     # -- life cycle
@@ -369,10 +326,10 @@ class Broker:
             "version": self.version,
             "connections": len(self.connections),
             "subscriptions": self.subscriptions,
-            "published": self.published,
-            "routed": self.routed,
-            "delivered": self.routed - self.dropped,
-            "dropped": self.dropped,
+            "published": self.stats.published,
+            "routed": self.stats.routed,
+            "delivered": self.stats.routed - self.stats.dropped,
+            "dropped": self.stats.dropped,
             "max_payload": self.max_payload,
             "queue_limit": self.queue_limit,
         }
