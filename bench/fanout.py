@@ -106,21 +106,32 @@ def stop(proc: subprocess.Popen, grace: float = 3.0) -> None:
         _live.remove(proc)
 
 
-def stop_all() -> None:
-    for p in list(_live):
+def stop_many(procs: list[subprocess.Popen], exit_wait: float = 0.0, grace: float = 3.0) -> None:
+    """Let them exit on their own for up to exit_wait s, then terminate all, wait up to grace s, kill."""
+    deadline = time.monotonic() + exit_wait
+    for p in procs:
+        try:
+            p.wait(max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            break
+    for p in procs:
         if p.poll() is None:
             try:
                 p.terminate()
             except Exception:
                 pass
-    deadline = time.monotonic() + 3
-    for p in list(_live):
+    deadline = time.monotonic() + grace
+    for p in procs:
         try:
             p.wait(max(0.05, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
             pass
-    for p in list(_live):
+    for p in procs:
         stop(p, 0.1)
+
+
+def stop_all() -> None:
+    stop_many(list(_live))
 
 
 def log_tail(proc: subprocess.Popen, n: int = 6) -> str:
@@ -167,12 +178,49 @@ class TrialError(Exception):
         self.status, self.why = status, why
 
 
-def collect(inbox: queue.Queue, workers: list[Worker], ev: str, timeout: float, ph: int | None = None,
+class Inbox(queue.Queue):
+    """Every worker's messages; those nobody waited for yet are kept for later."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.backlog: list = []
+
+
+def collect(inbox: Inbox, workers: list[Worker], ev: str, timeout: float, ph: int | None = None,
             what: str = "") -> dict:
-    """Wait until every worker in ``workers`` has sent event ``ev``; {worker: msg}."""
+    """Wait until every worker in ``workers`` has sent event ``ev``; {worker: msg}.
+
+    A message that is not the one awaited (another worker's, a later phase's)
+    stays in the backlog for the next call."""
     got: dict = {}
     deadline = time.monotonic() + timeout
     wanted = set(workers)
+
+    def take(w: Worker, msg: dict) -> bool:
+        """Handle one message; False to keep it for later."""
+        kind = msg.get("ev")
+        if kind == "error":
+            raise TrialError("failed", f"{what or ev}: {w.name}: {msg.get('what')}")
+        if kind == "exit":
+            if w in wanted and w not in got:
+                raise TrialError("failed", f"{what or ev}: {w.name} exited with {w.proc.wait(2)} "
+                                           f"({log_tail(w.proc) or 'no output'})")
+            return False  # kept: it fails whoever waits for that worker later
+        if kind in ("warn", "noise"):
+            print(f"      [{w.name}] {msg.get('what') or msg.get('line')}", flush=True)
+            return True
+        if kind == "stats":
+            w.stats = msg  # type: ignore[attr-defined]
+            return True
+        if kind == ev and (ph is None or msg.get("ph") == ph) and w in wanted and w not in got:
+            got[w] = msg
+            return True
+        return False
+
+    backlog, inbox.backlog = inbox.backlog, []
+    for w, msg in backlog:
+        if not take(w, msg):
+            inbox.backlog.append((w, msg))
     while wanted - set(got):
         left = deadline - time.monotonic()
         if left <= 0:
@@ -182,22 +230,8 @@ def collect(inbox: queue.Queue, workers: list[Worker], ev: str, timeout: float, 
             w, msg = inbox.get(timeout=min(left, 0.5))
         except queue.Empty:
             continue
-        kind = msg.get("ev")
-        if kind == "error":
-            raise TrialError("failed", f"{what or ev}: {w.name}: {msg.get('what')}")
-        if kind == "exit":
-            if w in wanted and w not in got:
-                raise TrialError("failed", f"{what or ev}: {w.name} exited with {w.proc.wait(2)} "
-                                           f"({log_tail(w.proc) or 'no output'})")
-            continue
-        if kind in ("warn", "noise"):
-            print(f"      [{w.name}] {msg.get('what') or msg.get('line')}", flush=True)
-            continue
-        if kind == "stats":
-            w.stats = msg  # type: ignore[attr-defined]
-            continue
-        if kind == ev and (ph is None or msg.get("ph") == ph) and w in wanted:
-            got[w] = msg
+        if not take(w, msg):
+            inbox.backlog.append((w, msg))
     return got
 
 
@@ -227,14 +261,34 @@ def wait_connectable(proc: subprocess.Popen, family: int, addr, timeout: float =
         time.sleep(0.05)
 
 
-def proc_cpu(pid: int) -> float | None:
-    """utime+stime of a whole process (all threads), in seconds."""
+def proc_cpu(pid: int) -> tuple[float, float] | None:
+    """CPU seconds of a whole process (all threads): (from /proc/PID/task/*/schedstat, ns
+    resolution but blind to threads that exited; from /proc/PID/stat utime+stime, in clock ticks)."""
     try:
         with open(f"/proc/{pid}/stat") as f:
             fields = f.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        ticks = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
     except (OSError, IndexError, ValueError):
         return None
+    ns = 0
+    try:
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            try:
+                with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
+                    ns += int(f.read().split()[0])
+            except (OSError, ValueError, IndexError):
+                pass
+    except OSError:
+        pass
+    return ns / 1e9, ticks
+
+
+def cpu_delta(before, after) -> float | None:
+    if before is None or after is None:
+        return None
+    fine, coarse = after[0] - before[0], after[1] - before[1]
+    # schedstat misses threads that ended in between; trust the tick count then.
+    return coarse if fine <= 0 or coarse - fine > 0.03 else fine
 
 
 class System:
@@ -305,7 +359,7 @@ def run_trial(system: System, n_subs: int, args, latency: bool) -> dict:
     tmp = tempfile.mkdtemp(prefix=f"fanout-{system.name}-")
     server = None
     workers: list[Worker] = []
-    inbox: queue.Queue = queue.Queue()
+    inbox = Inbox()
     phases = 2 if latency else 1
     try:
         server, addr = system.start_server(tmp)
@@ -338,6 +392,7 @@ def run_trial(system: System, n_subs: int, args, latency: bool) -> dict:
         pub.send("stop 1")
         pres = collect(inbox, [pub], "result", 30, ph=1, what="publisher result")[pub]
         srv_cpu1 = proc_cpu(server.pid) if server else None
+        srv_cpu = cpu_delta(srv_cpu0, srv_cpu1) if server else None
 
         d = list(done.values())
         delivered = sum(m["n"] for m in d)
@@ -358,29 +413,47 @@ def run_trial(system: System, n_subs: int, args, latency: bool) -> dict:
             pub_loop_us=pres["cpu_loop"] / args.events * 1e6,
             pub_dropped=pres.get("dropped"),
             sub_us=statistics.mean([m["cpu"] / m["n"] * 1e6 for m in d if m["n"]]) if delivered else None,
-            srv_us=((srv_cpu1 - srv_cpu0) / delivered * 1e6) if (server and delivered and srv_cpu0 is not None
-                                                                   and srv_cpu1 is not None) else None,
-            srv_cpu_s=(srv_cpu1 - srv_cpu0) if server and srv_cpu0 is not None and srv_cpu1 is not None else None,
+            srv_us=(srv_cpu / delivered * 1e6) if (srv_cpu is not None and delivered) else None,
+            srv_cpu_s=srv_cpu,
         )
+        notes = []
         if res["sub_timeouts"]:
-            res["note"] = f"{res['sub_timeouts']} subscriber(s) ended phase 1 on idle timeout"
+            notes.append(f"{res['sub_timeouts']} subscriber(s) ended phase 1 on idle timeout")
+        if res["pub_dropped"]:
+            notes.append(f"publisher client dropped {res['pub_dropped']}")
+        if res["holes"] or res["reorders"]:
+            notes.append(f"sequence holes {res['holes']}, reorders {res['reorders']}")
+        if system.kind == "decnet" and res.get("accelerated") != (system.name != "decnet-pure"):
+            notes.append(f"compiled hot path in clients: {res.get('accelerated')} (unexpected)")
 
-        # -- phase 2: latency at a fixed rate
+        if notes:
+            res["note"] = "; ".join(notes)
+
+        # -- phase 2: latency at a fixed rate (a failure here keeps phase 1's numbers)
         if latency:
-            for w in workers:
-                w.send("go 2")
-            collect(inbox, [pub], "sent", args.latency_seconds + args.phase_timeout, ph=2, what="publisher (phase 2)")
-            done2 = collect(inbox, subs, "done", args.phase_timeout, ph=2, what="subscribers (phase 2)")
-            pub.send("stop 2")
-            collect(inbox, [pub], "result", 30, ph=2, what="publisher result (phase 2)")
-            samples = sorted(x for m in done2.values() for x in (m["lat"] or []))
-            expected = n_subs * int(args.rate * args.latency_seconds)
-            res["lat_samples"] = len(samples)
-            res["lat_lost"] = expected - len(samples)
-            if samples:
-                res["p50_us"] = pct(samples, 50)
-                res["p99_us"] = pct(samples, 99)
-                res["max_us"] = samples[-1]
+            try:
+                for w in workers:
+                    w.send("go 2")
+                collect(inbox, [pub], "sent", args.latency_seconds + args.phase_timeout, ph=2,
+                        what="publisher (phase 2)")
+                done2 = collect(inbox, subs, "done", args.phase_timeout, ph=2, what="subscribers (phase 2)")
+                pub.send("stop 2")
+                collect(inbox, [pub], "result", 30, ph=2, what="publisher result (phase 2)")
+            except TrialError as e:
+                notes.append(f"latency phase {e.status}: {e.why}")
+            else:
+                samples = sorted(x for m in done2.values() for x in (m["lat"] or []))
+                expected = n_subs * int(args.rate * args.latency_seconds)
+                res["lat_samples"] = len(samples)
+                res["lat_lost"] = expected - len(samples)
+                if samples:
+                    res["p50_us"] = pct(samples, 50)
+                    res["p99_us"] = pct(samples, 99)
+                    res["max_us"] = samples[-1]
+                if res["lat_lost"]:
+                    notes.append(f"latency phase lost {res['lat_lost']} of {expected}")
+            if notes:
+                res["note"] = "; ".join(notes)
         for w in workers:
             w.send("quit")
     except TrialError as e:
@@ -388,11 +461,13 @@ def run_trial(system: System, n_subs: int, args, latency: bool) -> dict:
     except Exception as e:  # a bug or an unexpected answer: that row fails, the run goes on
         res["status"], res["why"] = "failed", f"{type(e).__name__}: {e}"
     finally:
-        for w in workers:
-            stop(w.proc, 2.0)
+        stop_many([w.proc for w in workers], exit_wait=2.0, grace=3.0)
         if server is not None:
-            stop(server, 5.0)
-        shutil.rmtree(tmp, ignore_errors=True)
+            stop_many([server], grace=5.0)
+        if args.keep:
+            res["tmp"] = tmp
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
     return res
 
 
@@ -570,6 +645,7 @@ def parse_args(argv=None):
                    help="a subscriber ends a phase after this many seconds without an event (default: 5)")
     p.add_argument("--phase-timeout", type=float, default=300.0,
                    help="upper bound in seconds for one phase of one trial; past it the row is 'timeout' (default: 300)")
+    p.add_argument("--keep", action="store_true", help="keep each trial's temp dir (process logs) for debugging")
     p.add_argument("--out", metavar="FILE.md", help="also write the markdown report (machine info + table) to FILE.md")
     p.add_argument("--png", metavar="FILE.png", help="write a bar chart (needs matplotlib)")
     p.add_argument("--json", metavar="FILE", help="write machine info, every round's raw results and the medians as JSON")

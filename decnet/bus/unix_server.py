@@ -1,10 +1,10 @@
 """The broker: ``BrokerProtocol`` (one per connection) and ``Broker``, which routes.
 
 One event's path: ``data_received`` feeds the decoder (relay mode, so a PUB
-comes out as its ready-made EVT frame); ``Broker.publish`` looks the topic up in
-the SubscriptionIndex and appends that one bytes object to each matching
-connection's outbox; when the read is handled, ``Broker.flush`` gives each
-connection that got anything one ``writelines``.
+comes out as its ready-made EVT frame); ``relay()`` (compiled) checks the topic,
+looks it up in the SubscriptionIndex and appends that one bytes object to each
+matching connection's ``Outbox``; when the read is handled, ``Broker.flush``
+gives each connection that got anything one ``writelines``.
 """
 
 from __future__ import annotations
