@@ -26,3 +26,9 @@ bench: $(BIN)/python
 
 clean:
 	rm -rf $(VENV) build *.egg-info decnet/bus/_fastmatch.c decnet/bus/*.so .pytest_cache .benchmarks .hypothesis
+
+# Fan-out comparison against NATS, Redis and ZeroMQ (bash bench/peers.sh installs them;
+# without them only the decnet variants run). E.g. make fanout FANOUT_ARGS=--quick
+.PHONY: fanout
+fanout: $(BIN)/python
+	$(BIN)/python bench/fanout.py $(FANOUT_ARGS)

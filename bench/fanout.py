@@ -643,8 +643,8 @@ def parse_args(argv=None):
                    help="subscriber counts that also run the latency phase (default: 1,10)")
     p.add_argument("--idle-timeout", type=float, default=5.0,
                    help="a subscriber ends a phase after this many seconds without an event (default: 5)")
-    p.add_argument("--phase-timeout", type=float, default=300.0,
-                   help="upper bound in seconds for one phase of one trial; past it the row is 'timeout' (default: 300)")
+    p.add_argument("--phase-timeout", type=float, default=600.0,
+                   help="upper bound in seconds for one phase of one trial; past it the row is 'timeout' (default: 600)")
     p.add_argument("--keep", action="store_true", help="keep each trial's temp dir (process logs) for debugging")
     p.add_argument("--out", metavar="FILE.md", help="also write the markdown report (machine info + table) to FILE.md")
     p.add_argument("--png", metavar="FILE.png", help="write a bar chart (needs matplotlib)")
