@@ -5,6 +5,7 @@
 has one there with the same answers and errors. Change both.
 """
 
+cimport cython
 from cpython.bytearray cimport PyByteArray_AS_STRING, PyByteArray_GET_SIZE
 from cpython.buffer cimport PyBUF_SIMPLE, PyBuffer_Release, PyObject_GetBuffer
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
@@ -334,12 +335,15 @@ cdef class SubscriptionIndex:
         self._invalidate(tokens)
         return True
 
-    cpdef tuple lookup(self, str topic):
+    def lookup(self, str topic):
         """The subscribers whose patterns match ``topic``, each once.
 
         ``topic`` must be valid (check_topic): the broker checks every PUB
         before it routes it, and checking again here would cost every event.
         """
+        return self._lookup(topic)
+
+    cdef tuple _lookup(self, str topic):
         if topic is None:
             raise TypeError("topic must be str, not NoneType")
         cdef PyObject* hit = PyDict_GetItem(self._cache, topic)
@@ -591,6 +595,8 @@ cdef enum:  # EventQueue.state
 NEW, ACTIVE, CLOSED = S_NEW, S_ACTIVE, S_CLOSED  # as Python sees them
 
 
+@cython.no_gc  # str, bytes and a decoded JSON value: an Event is never part of a cycle
+@cython.freelist(1024)
 cdef class Event:
     """One event as a subscriber sees it.
 
@@ -687,7 +693,12 @@ cdef class EventQueue:
         """Events waiting to be read."""
         return self._events
 
-    cpdef put(self, event):
+    def put(self, event):
+        self._put(event)
+
+    cdef inline _put(self, event):
+        # cdef, not cpdef: Subscription subclasses this in Python, and a cpdef
+        # call would look for an override on every event.
         if self._events >= self.maxsize:
             self._drop_oldest()
         self._queue.append(event)
@@ -748,13 +759,13 @@ cdef class EventQueue:
 
 cpdef Py_ssize_t deliver(SubscriptionIndex index, str topic, bytes raw) except -1:
     """Put one Event on every EventQueue of ``index`` whose pattern matches; how many."""
-    cdef tuple queues = index.lookup(topic)
+    cdef tuple queues = index._lookup(topic)
     cdef Py_ssize_t i, n = len(queues)
     cdef Event event
     if n:
         event = _event(topic, raw)
         for i in range(n):
-            (<EventQueue>queues[i]).put(event)
+            (<EventQueue>queues[i])._put(event)
     return n
 
 
@@ -821,7 +832,10 @@ cdef class Outbox:
         """Anything to write."""
         return bool(self.size or self.held)
 
-    cpdef send(self, bytes frame):
+    def send(self, bytes frame):
+        self._send(frame)
+
+    cdef inline _send(self, bytes frame):
         if self.closing:
             return
         self.frames.append(frame)
@@ -895,13 +909,13 @@ cdef class Outbox:
 
 
 cdef inline Py_ssize_t _route(SubscriptionIndex index, object sender, bint echo, str topic, bytes evt) except -1:
-    cdef tuple boxes = index.lookup(topic)
+    cdef tuple boxes = index._lookup(topic)
     cdef Py_ssize_t i, count = 0
     cdef Outbox box
     for i in range(len(boxes)):
         box = <Outbox>boxes[i]
         if box is not sender or echo:
-            box.send(evt)
+            box._send(evt)
             count += 1
     return count
 
