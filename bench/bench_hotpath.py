@@ -98,3 +98,58 @@ def test_encode_pub(benchmark, impl):
     """Encoding one 200-byte PUB frame: the client does it for every publish."""
     body = b'{"decky":"d1","state":"up","pad":"' + b"x" * 150 + b'"}'
     assert len(benchmark(impl.encode, "PUB", TOPIC, body)) == len(f"PUB {TOPIC}\n") + 4 + len(body)
+
+
+def evt_chunk(impl, size=64 * 1024):
+    """``size`` bytes of 200-byte EVT frames (what a subscriber reads)."""
+    return pub_chunk(impl, size).replace(b"PUB decky.", b"EVT decky.")
+
+
+def _client_setup(impl, chunk):
+    index = impl.SubscriptionIndex()
+    queue = impl.EventQueue(maxsize=1 << 20)
+    index.add("decky.*.state", queue)
+    return (impl, impl.FrameDecoder(), index, queue, chunk), {}
+
+
+def _client_read(impl, decoder, index, queue, chunk):
+    impl.client_feed(decoder, index, chunk)
+    return queue.queued
+
+
+@pytest.mark.benchmark(group="client-read-64k")
+def test_client_read_64k(benchmark, impl):
+    """A subscriber's side of one 64 KiB read: decode the EVTs, match, make Events, queue them."""
+    chunk = evt_chunk(impl)
+    queued = benchmark.pedantic(_client_read, setup=lambda: _client_setup(impl, chunk), rounds=2000)
+    assert queued == len(chunk) // 200
+
+
+def _broker_setup(impl, chunk, subscribers):
+    stats = impl.RouteStats()
+    index = impl.SubscriptionIndex()
+    for _ in range(subscribers):
+        index.add("decky.*.state", impl.Outbox(stats, 1 << 30, []))
+    return (impl, impl.FrameDecoder(relay=True).feed(chunk), index, stats), {}
+
+
+def _broker_read(impl, decoder, index, stats):
+    assert impl.relay(decoder, index, None, True, stats) is None
+    return stats.routed
+
+
+@pytest.mark.benchmark(group="broker-read-64k-to-10")
+def test_broker_read_64k_to_10(benchmark, impl):
+    """The broker's side of one 64 KiB read of PUBs: check, look up and queue each on 10 subscribers' outboxes."""
+    chunk = pub_chunk(impl)
+    routed = benchmark.pedantic(_broker_read, setup=lambda: _broker_setup(impl, chunk, 10), rounds=2000)
+    assert routed == 10 * (len(chunk) // 200)
+
+
+@pytest.mark.benchmark(group="deliver")
+def test_deliver(benchmark, impl):
+    """One event to one matching Subscription queue: lookup (cached), Event, put."""
+    index = impl.SubscriptionIndex()
+    queue = impl.EventQueue(maxsize=1 << 30)
+    index.add("decky.*.state", queue)
+    assert benchmark(impl.deliver, index, TOPIC, b"{}") == 1
