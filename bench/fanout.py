@@ -576,36 +576,9 @@ def machine_info() -> dict:
 
 
 def chart(rows: list[dict], path: str) -> str | None:
-    try:
-        import matplotlib
+    from fanout_chart import chart as draw  # beside this file; also usable on saved --json runs
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return "matplotlib not installed: no chart"
-    systems = list(dict.fromkeys(r["system"] for r in rows))
-    subs = list(dict.fromkeys(r["subs"] for r in rows))
-    fig, axes = plt.subplots(1, 3, figsize=(16, 4.8))
-    panels = [("rate", "delivered events/s (all subscribers)"), ("sub_us", "subscriber CPU µs per event"),
-              ("p99_us", "p99 latency µs (fixed rate)")]
-    width = 0.8 / max(1, len(systems))
-    for ax, (metric, title) in zip(axes, panels):
-        for i, s in enumerate(systems):
-            vals = []
-            for n in subs:
-                r = next((r for r in rows if r["system"] == s and r["subs"] == n), None)
-                vals.append(r[metric] if r and r[metric] is not None else 0)
-            ax.bar([j + i * width for j in range(len(subs))], vals, width, label=s)
-        ax.set_xticks([j + width * (len(systems) - 1) / 2 for j in range(len(subs))])
-        ax.set_xticklabels([f"N={n}" for n in subs])
-        ax.set_title(title)
-        ax.grid(axis="y", alpha=0.3)
-    axes[0].legend(fontsize=8)
-    fig.suptitle("fan-out: 1 publisher -> N subscribers on decky.*.state (median of rounds)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return None
+    return draw(rows, path)
 
 
 # ------------------------------------------------------------------ main
@@ -647,7 +620,7 @@ def parse_args(argv=None):
                    help="upper bound in seconds for one phase of one trial; past it the row is 'timeout' (default: 600)")
     p.add_argument("--keep", action="store_true", help="keep each trial's temp dir (process logs) for debugging")
     p.add_argument("--out", metavar="FILE.md", help="also write the markdown report (machine info + table) to FILE.md")
-    p.add_argument("--png", metavar="FILE.png", help="write a bar chart (needs matplotlib)")
+    p.add_argument("--png", metavar="FILE.png", help="write a chart: events/s against N, one line per system (needs matplotlib)")
     p.add_argument("--json", metavar="FILE", help="write machine info, every round's raw results and the medians as JSON")
     p.add_argument("--quick", action="store_true",
                    help="smoke run: --events 20000 --rounds 1 --subs 1,10 (each unless given explicitly)")

@@ -104,3 +104,29 @@ def test_relay_raises_framing_errors_after_routing_what_came_before(impl):
     with pytest.raises(FrameError):
         impl.relay(decoder, index, sub, True, stats)
     assert stats.published == 1 and len(sub.take()) == 1
+
+
+def test_an_outbox_past_its_stall_mark_asks_once_per_drain(impl):
+    stats = impl.RouteStats()
+    frame = evt(impl, 0, 100)
+    out = impl.Outbox(stats, len(frame) * 100, [], len(frame) * 3)
+    for _ in range(3):
+        out.send(frame)
+    assert not stats.pressure
+    out.send(frame)  # past the mark, and it has drained since it last asked (never asked)
+    assert stats.pressure
+    stats.pressure = False
+    for _ in range(10):
+        out.send(frame)
+    assert not stats.pressure  # a reader that does not drain asks only once
+    out.take(len(frame))  # it read some: it may ask again
+    out.send(frame)
+    assert stats.pressure
+
+
+def test_stall_mark_zero_never_asks(impl):
+    stats = impl.RouteStats()
+    out = impl.Outbox(stats, 1000, [])
+    for i in range(50):
+        out.send(evt(impl, i, 100))
+    assert not stats.pressure and out.dropped > 0

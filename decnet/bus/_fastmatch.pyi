@@ -75,6 +75,7 @@ class RouteStats:
     published: int
     routed: int
     dropped: int
+    pressure: bool
 
 class Outbox:
     limit: int
@@ -84,7 +85,8 @@ class Outbox:
     closing: bool
     dropped: int
     conn: Any
-    def __init__(self, stats: RouteStats, limit: int, dirty: list) -> None: ...
+    stall_at: int
+    def __init__(self, stats: RouteStats, limit: int, dirty: list, stall_at: int = 0) -> None: ...
     @property
     def pending(self) -> bool: ...
     def send(self, frame: bytes) -> None: ...

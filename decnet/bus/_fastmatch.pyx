@@ -794,6 +794,7 @@ cdef class RouteStats:
     cdef public Py_ssize_t published  # PUBs routed
     cdef public Py_ssize_t routed     # EVT frames queued for subscribers
     cdef public Py_ssize_t dropped    # of those, dropped by drop-oldest or lost at close
+    cdef public bint pressure         # an outbox that drains passed its stall mark
 
 
 cdef class Outbox:
@@ -817,8 +818,10 @@ cdef class Outbox:
     cdef public bint closing
     cdef public Py_ssize_t dropped
     cdef public object conn  # the connection it belongs to: the broker's business
+    cdef public Py_ssize_t stall_at  # 0: never ask publishers to wait
+    cdef bint progress  # drained since it last asked
 
-    def __init__(self, RouteStats stats, Py_ssize_t limit, list dirty):
+    def __init__(self, RouteStats stats, Py_ssize_t limit, list dirty, Py_ssize_t stall_at=0):
         self.stats = stats
         self.limit = limit
         self.dirty_list = dirty
@@ -826,6 +829,8 @@ cdef class Outbox:
         self.head = 0
         self.size = 0
         self.held = []
+        self.stall_at = stall_at
+        self.progress = True
 
     @property
     def pending(self):
@@ -843,6 +848,11 @@ cdef class Outbox:
         if not self.dirty:
             self.dirty = True
             self.dirty_list.append(self)
+        if self.size > self.stall_at and self.progress and self.stall_at:
+            # A reader that is behind but reading: ask the publisher to wait a
+            # little (once per drain, so one that never reads asks once).
+            self.progress = False
+            self.stats.pressure = True
         if self.size > self.limit:
             self._shed()
 
@@ -872,6 +882,7 @@ cdef class Outbox:
         cdef list frames = self.frames
         cdef Py_ssize_t head = self.head, stop, taken = 0
         self.dirty = False
+        self.progress = True
         self.held = []
         if not max_bytes or self.size <= max_bytes:
             if out or head:

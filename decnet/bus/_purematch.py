@@ -520,6 +520,7 @@ class RouteStats:
         self.published = 0  # PUBs routed
         self.routed = 0  # EVT frames queued for subscribers
         self.dropped = 0  # of those, dropped by drop-oldest or lost at close
+        self.pressure = False  # an outbox that drains passed its stall mark
 
 
 class Outbox:
@@ -532,10 +533,12 @@ class Outbox:
     are: they move to ``held`` and go out first.
     """
 
-    def __init__(self, stats: RouteStats, limit: int, dirty: list) -> None:
+    def __init__(self, stats: RouteStats, limit: int, dirty: list, stall_at: int = 0) -> None:
         self.stats = stats
         self.limit = limit
         self.dirty_list = dirty
+        self.stall_at = stall_at  # 0: never ask publishers to wait
+        self.progress = True  # drained since it last asked
         self.frames: list = []
         self.head = 0  # frames[:head] were shed
         self.size = 0  # bytes in frames[head:]
@@ -559,6 +562,11 @@ class Outbox:
         if not self.dirty:
             self.dirty = True
             self.dirty_list.append(self)
+        if self.size > self.stall_at and self.progress and self.stall_at:
+            # A reader that is behind but reading: ask the publisher to wait a
+            # little (once per drain, so one that never reads asks once).
+            self.progress = False
+            self.stats.pressure = True
         if self.size > self.limit:
             self._shed()
 
@@ -583,6 +591,7 @@ class Outbox:
         """Frames to write now, oldest first: the held ones, then queued ones up
         to ``max_bytes`` (at least one; all of them when ``max_bytes`` is 0)."""
         self.dirty = False
+        self.progress = True
         out, self.held = self.held, []
         frames, head = self.frames, self.head
         if not max_bytes or self.size <= max_bytes:

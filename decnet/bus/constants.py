@@ -53,6 +53,7 @@ DEFAULT_QUEUE_LIMIT = 8 * 1024 * 1024  # bytes queued per connection before drop
 DEFAULT_HEALTH_INTERVAL = 5.0  # seconds between system.bus.health heartbeats
 DEFAULT_MAX_SUBSCRIPTIONS = 10_000  # patterns per connection
 DEFAULT_MAX_CONNECTIONS = 4096
+DEFAULT_MAX_STALL = 0.005  # seconds a publisher may be held for a subscriber that is behind
 HELLO_TIMEOUT = 2.0  # seconds a new connection has to send HELLO
 #: Topics under this prefix are published by the broker only (system.bus.health).
 RESERVED_PREFIX = "system.bus."

@@ -55,8 +55,9 @@ class BrokerProtocol(asyncio.Protocol):
     def __init__(self, broker: "Broker") -> None:
         self.broker = broker
         self.decoder = FrameDecoder(broker.max_payload, relay=True)
-        self.box = impl.Outbox(broker.stats, broker.queue_limit, broker.dirty)
+        self.box = impl.Outbox(broker.stats, broker.queue_limit, broker.dirty, broker.stall_at)
         self.box.conn = self  # the broker's way back from a dirty outbox
+        self.stalled = False  # not read for a moment: a subscriber it feeds is behind
         self.transport: Optional[asyncio.Transport] = None
         self.client_id = 0
         self.hello = False
@@ -96,7 +97,27 @@ class BrokerProtocol(asyncio.Protocol):
                     break
         except FrameError as error:
             self.fail(error.code, str(error))
+        if broker.stats.pressure:
+            broker.stats.pressure = False
+            self.stall()
         broker.flush()
+
+    def stall(self) -> None:
+        """Stop reading this publisher for at most ``max_stall`` seconds: a
+        subscriber it feeds is past 75% of its queue but reading (NATS's
+        stalledWait, bounded the same way). It trades a few milliseconds of the
+        publisher's time for events the slow reader would otherwise lose."""
+        if self.stalled or self.box.closing or not self.broker.max_stall:
+            return
+        self.stalled = True
+        self.broker.stalls += 1
+        self.transport.pause_reading()
+        asyncio.get_running_loop().call_later(self.broker.max_stall, self.unstall)
+
+    def unstall(self) -> None:
+        self.stalled = False
+        if not self.box.paused and not self.box.closing:
+            self.transport.resume_reading()
 
     def eof_received(self) -> bool:
         return False  # close our side too
@@ -116,7 +137,7 @@ class BrokerProtocol(asyncio.Protocol):
 
     def resume_writing(self) -> None:
         self.box.paused = False
-        if not self.box.closing:
+        if not self.box.closing and not self.stalled:
             self.transport.resume_reading()
         self.drain()
 
@@ -215,11 +236,16 @@ class Broker:
         queue_limit: int = C.DEFAULT_QUEUE_LIMIT,
         max_subscriptions: int = C.DEFAULT_MAX_SUBSCRIPTIONS,
         max_connections: int = C.DEFAULT_MAX_CONNECTIONS,
+        max_stall: float = C.DEFAULT_MAX_STALL,
         loop_name: str = "asyncio",
         version: str = "",
     ) -> None:
         self.max_payload = max_payload
         self.queue_limit = queue_limit
+        self.max_stall = max_stall
+        # Past this, an outbox that is still being drained asks its publishers to wait.
+        self.stall_at = queue_limit * 3 // 4 if max_stall > 0 else 0
+        self.stalls = 0
         self.max_subscriptions = max_subscriptions
         self.max_connections = max_connections
         self.loop_name = loop_name
@@ -282,6 +308,7 @@ class Broker:
     def emit(self, topic: str, payload: dict) -> None:
         """Publish as the broker itself (the heartbeat)."""
         self.stats.routed += route(self.index, None, True, topic, encode(C.EVT, topic, orjson.dumps(payload)))
+        self.stats.pressure = False  # nobody to stall: the broker itself published
         self.flush()
 
     def flush(self) -> None:
@@ -330,6 +357,7 @@ class Broker:
             "routed": self.stats.routed,
             "delivered": self.stats.routed - self.stats.dropped,
             "dropped": self.stats.dropped,
+            "stalls": self.stalls,
             "max_payload": self.max_payload,
             "queue_limit": self.queue_limit,
         }

@@ -43,6 +43,7 @@ class Options:
     health_interval: float = C.DEFAULT_HEALTH_INTERVAL
     max_subscriptions: int = C.DEFAULT_MAX_SUBSCRIPTIONS
     max_connections: int = C.DEFAULT_MAX_CONNECTIONS
+    max_stall: float = C.DEFAULT_MAX_STALL
     log_level: str = "info"
 
 
@@ -98,6 +99,7 @@ async def _serve(options: Options, loop_name: str) -> int:
         queue_limit=options.queue_limit,
         max_subscriptions=options.max_subscriptions,
         max_connections=options.max_connections,
+        max_stall=options.max_stall,
         loop_name=loop_name,
         version=__version__,
     )
