@@ -294,8 +294,9 @@ def cpu_delta(before, after) -> float | None:
 class System:
     """How to start one system's server and which client code its workers run."""
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, broker_args: tuple = ()) -> None:
         self.name = name
+        self.broker_args = broker_args  # extra `decnet bus` options (--decnet-args)
         self.kind = {"decnet-pure": "decnet", "decnet-asyncio": "decnet"}.get(name, name)
         self.loop = "asyncio" if name == "decnet-asyncio" else "uvloop"
         self.env = dict(os.environ)
@@ -329,7 +330,8 @@ class System:
         if self.kind == "decnet":
             path = os.path.join(tmp, "bus.sock")
             cmd = [sys.executable, "-m", "decnet", "bus", "--socket", path, "--loop",
-                   "asyncio" if self.name == "decnet-asyncio" else "uvloop", "--log-level", "warning"]
+                   "asyncio" if self.name == "decnet-asyncio" else "uvloop", "--log-level", "warning",
+                   *self.broker_args]
             p = spawn(cmd, self.env, log, pipes=False)
             wait_connectable(p, socket.AF_UNIX, path)
             return p, path
@@ -618,6 +620,8 @@ def parse_args(argv=None):
                    help="a subscriber ends a phase after this many seconds without an event (default: 5)")
     p.add_argument("--phase-timeout", type=float, default=600.0,
                    help="upper bound in seconds for one phase of one trial; past it the row is 'timeout' (default: 600)")
+    p.add_argument("--decnet-args", default="", metavar="ARGS",
+                   help="extra options for the decnet broker, e.g. '--max-stall-ms 0' (default: none)")
     p.add_argument("--keep", action="store_true", help="keep each trial's temp dir (process logs) for debugging")
     p.add_argument("--out", metavar="FILE.md", help="also write the markdown report (machine info + table) to FILE.md")
     p.add_argument("--png", metavar="FILE.png", help="write a chart: events/s against N, one line per system (needs matplotlib)")
@@ -666,7 +670,7 @@ def main(argv=None) -> int:
 
     systems = []
     for name in args.systems_list:
-        s = System(name)
+        s = System(name, tuple(args.decnet_args.split()))
         why = s.missing()
         if why:
             print(f"NOTE: skipping {name}: {why}", flush=True)
