@@ -58,6 +58,7 @@ class BrokerProtocol(asyncio.Protocol):
         self.box = impl.Outbox(broker.stats, broker.queue_limit, broker.dirty, broker.stall_at)
         self.box.conn = self  # the broker's way back from a dirty outbox
         self.stalled = False  # not read for a moment: a subscriber it feeds is behind
+        self.said_bye = False
         self.transport: Optional[asyncio.Transport] = None
         self.client_id = 0
         self.hello = False
@@ -159,6 +160,7 @@ class BrokerProtocol(asyncio.Protocol):
         elif verb is PONG:
             pass
         elif verb is BYE:
+            self.said_bye = True
             self.close()
         else:  # EVT, ERR: the server's verbs
             self.send_error(C.E_BAD_REQUEST, f"{verb} is sent by the server, not to it")
@@ -278,7 +280,8 @@ class Broker:
         self.subscriptions -= len(conn.patterns)
         conn.patterns.clear()
         pid, uid, gid = conn.peer
-        how = f"lost: {exc}" if exc else "closed"
+        # A client that said BYE may hang up before our BYE reaches it: still a clean close.
+        how = f"lost: {exc}" if exc and not conn.said_bye else "closed"
         if conn.hello:
             log.info("disconnect #%d %r pid=%d uid=%d gid=%d %s (dropped %d)", conn.client_id, conn.name, pid, uid, gid, how, conn.dropped)
         else:
