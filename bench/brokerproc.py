@@ -43,6 +43,11 @@ class Broker:
         fields = open(f"/proc/{self.proc.pid}/stat").read().rsplit(")", 1)[1].split()
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
+    def syscalls(self) -> tuple[int, int]:
+        """Read-like and write-like system calls made so far (/proc/PID/io syscr, syscw)."""
+        fields = dict(line.split(": ") for line in open(f"/proc/{self.proc.pid}/io").read().splitlines())
+        return int(fields["syscr"]), int(fields["syscw"])
+
     def rss(self) -> int:
         """Resident set size in bytes."""
         for line in open(f"/proc/{self.proc.pid}/status"):
