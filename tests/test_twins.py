@@ -5,7 +5,6 @@ Each property runs 500 examples or more (the hypothesis profile in conftest.py).
 
 import re
 
-import pytest
 from hypothesis import given, strategies as st
 
 from decnet.bus import FrameError, TopicError, constants as C

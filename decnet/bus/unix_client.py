@@ -15,7 +15,6 @@ import random
 import sys
 import time
 from collections import deque
-from pathlib import Path
 from typing import Any, Optional
 
 import orjson
@@ -29,7 +28,7 @@ from .protocol import FrameDecoder, encode
 
 log = logging.getLogger("decnet.bus.client")
 
-EVT, PING, PONG, HELLO, ERR, BYE = C.EVT, C.PING, C.PONG, C.HELLO, C.ERR, C.BYE
+PING, PONG, HELLO, ERR, BYE = C.PING, C.PONG, C.HELLO, C.ERR, C.BYE
 PING_FRAME = encode(C.PING)
 PONG_FRAME = encode(C.PONG)
 BYE_FRAME = encode(C.BYE)

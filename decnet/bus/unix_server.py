@@ -150,7 +150,7 @@ class BrokerProtocol(asyncio.Protocol):
         elif not self.hello:
             self.fail(C.E_HELLO_REQUIRED, f"{verb} before HELLO: the first frame must be HELLO")
         elif verb is PUB:  # one relay() would not route: say why
-            self.broker.publish(self, arg, body)
+            self.broker.refuse(self, arg)
         elif verb is SUB:
             self.broker.subscribe(self, arg)
         elif verb is UNSUB:
@@ -298,15 +298,12 @@ class Broker:
 
     # -- routing
 
-    def publish(self, conn: BrokerProtocol, topic: Optional[str], evt: bytes) -> None:
-        """Route one PUB (``evt`` is its ready EVT frame) to every matching connection but, without echo, its own."""
-        if not _checked(conn, impl.check_topic, topic, C.E_BAD_TOPIC, "PUB needs a topic"):
-            return
-        if topic.startswith(C.RESERVED_PREFIX):
+    def refuse(self, conn: BrokerProtocol, topic: Optional[str]) -> None:
+        """ERR for a PUB that relay() would not route: no topic, a bad one, or a reserved one.
+
+        Valid PUBs never come here: relay() routes them without leaving C."""
+        if _checked(conn, impl.check_topic, topic, C.E_BAD_TOPIC, "PUB needs a topic"):
             conn.send_error(C.E_RESERVED_TOPIC, f"topic {topic!r} is reserved for the broker ({C.RESERVED_PREFIX}*)")
-            return
-        self.stats.published += 1
-        self.stats.routed += route(self.index, conn.box, conn.echo, topic, evt)
 
     def emit(self, topic: str, payload: dict) -> None:
         """Publish as the broker itself (the heartbeat)."""
