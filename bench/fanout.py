@@ -366,6 +366,7 @@ def run_trial(system: System, n_subs: int, args, latency: bool) -> dict:
     try:
         server, addr = system.start_server(tmp)
         cfg = {"addr": addr, "events": args.events, "rate": args.rate, "latency_seconds": args.latency_seconds,
+               "pub_rate": args.pub_rate,
                "phases": phases, "idle_timeout": args.idle_timeout, "loop": system.loop}
 
         def start(role: str, i: int) -> Worker:
@@ -534,7 +535,8 @@ def markdown(rows: list[dict], args) -> str:
         )
     notes = [f"- {r['system']} N={r['subs']}: {r['why'] or r['note']}" for r in rows if r["why"] or r["note"]]
     text = "\n".join(out)
-    text += (f"\n\nMedian of {args.rounds} round(s); {args.events:,} events per publisher; ~200-byte orjson payload; "
+    pace = f"paced at {args.pub_rate:,.0f} ev/s" if args.pub_rate else "at full speed"
+    text += (f"\n\nMedian of {args.rounds} round(s); {args.events:,} events per publisher ({pace}); ~200-byte orjson payload; "
              f"latency at {args.rate:g} ev/s for {args.latency_seconds:g} s (N in {args.latency_subs}). "
              "zmq has no server: the publisher process does the fan-out (its µs include it).")
     if notes:
@@ -610,6 +612,9 @@ def parse_args(argv=None):
     p.add_argument("--rounds", type=int, default=None,
                    help="repetitions of the whole matrix; systems interleave within a round; "
                         "the table reports medians (default: 3)")
+    p.add_argument("--pub-rate", type=float, default=None, metavar="EV_PER_S",
+                   help="pace the throughput phase's publisher at this many events/s instead of full speed: "
+                        "finds the highest rate a system sustains without loss (default: full speed)")
     p.add_argument("--rate", type=float, default=1000.0,
                    help="events/s the publisher sends in the latency phase (default: 1000)")
     p.add_argument("--latency-seconds", type=float, default=3.0,
