@@ -54,7 +54,7 @@ DEFAULT_HEALTH_INTERVAL = 5.0  # seconds between system.bus.health heartbeats
 DEFAULT_MAX_SUBSCRIPTIONS = 10_000  # patterns per connection
 DEFAULT_MAX_CONNECTIONS = 4096
 DEFAULT_MAX_STALL = 0.005  # seconds a publisher may be held for a subscriber that is behind
-HELLO_TIMEOUT = 2.0  # seconds a new connection has to send HELLO
+HELLO_TIMEOUT = 2.0  # seconds a new connection has to send HELLO (--hello-timeout)
 #: Topics under this prefix are published by the broker only (system.bus.health).
 RESERVED_PREFIX = "system.bus."
 
@@ -69,3 +69,6 @@ E_BAD_REQUEST = "bad_request"
 E_TOO_MANY_SUBSCRIPTIONS = "too_many_subscriptions"
 E_TOO_MANY_CONNECTIONS = "too_many_connections"
 E_RESERVED_TOPIC = "reserved_topic"
+#: Not an error in the request: the broker dropped events queued for this
+#: connection (its queue passed --queue-limit). The connection stays.
+E_SLOW_CONSUMER = "slow_consumer"

@@ -139,6 +139,10 @@ class UnixBus(Bus):
         self.dropped = 0
         self.connects = 0
         self.errors = 0
+        #: Events the broker dropped for this client because it read too slowly
+        #: (told by ERR slow_consumer; each live Subscription got a Gap).
+        self.broker_dropped = 0
+        self._slow_logged = -1e9
         self.last_error: Optional[dict] = None
         self._proto: Optional[ClientProtocol] = None
         self._pongs: deque = deque()
@@ -218,6 +222,7 @@ class UnixBus(Bus):
             "connects": self.connects,
             "errors": self.errors,
             "received_dropped": sum(s.dropped for s in self._subscriptions),
+            "broker_dropped": self.broker_dropped,
         }
 
     # -- subscriptions
@@ -368,11 +373,29 @@ class UnixBus(Bus):
             self.max_payload = int(self.server.get("max_payload", self.max_payload))
             self._delay = BACKOFF_MIN
         elif verb is ERR:
+            error = orjson.loads(body) if body else {}
+            if error.get("code") == C.E_SLOW_CONSUMER:
+                self._slow_consumer(error)
+                return
             self.errors += 1
-            self.last_error = orjson.loads(body) if body else {}
-            log.warning("broker error: %s: %s", self.last_error.get("code"), self.last_error.get("message"))
+            self.last_error = error
+            log.warning("broker error: %s: %s", error.get("code"), error.get("message"))
         elif verb is BYE:
             log.info("the broker on %s is going away", self.path)
+
+    def _slow_consumer(self, error: dict) -> None:
+        # The broker dropped events it had queued for us (we read too slowly):
+        # every live Subscription may have missed some, at this point.
+        lost = int(error.get("dropped") or 0)
+        self.broker_dropped += lost
+        for sub in self._subscriptions:
+            if sub.active:
+                sub.put_gap("slow_consumer")
+        now = time.monotonic()
+        if now - self._slow_logged >= 10.0:  # a consumer that stays slow would flood the log
+            self._slow_logged = now
+            log.warning("the broker dropped %d events queued for this client (%d so far): it reads too slowly",
+                        lost, self.broker_dropped)
 
     def _connection_lost(self, proto: ClientProtocol, exc: Optional[Exception]) -> None:
         if proto is not self._proto:

@@ -59,6 +59,7 @@ class BrokerProtocol(asyncio.Protocol):
         self.box.conn = self  # the broker's way back from a dirty outbox
         self.stalled = False  # not read for a moment: a subscriber it feeds is behind
         self.said_bye = False
+        self.told_dropped = 0  # drops this client has been told of (ERR slow_consumer)
         self.transport: Optional[asyncio.Transport] = None
         self.client_id = 0
         self.hello = False
@@ -188,7 +189,7 @@ class BrokerProtocol(asyncio.Protocol):
 
     def hello_timeout(self) -> None:
         if not self.hello and not self.closing:
-            self.fail(C.E_HELLO_TIMEOUT, f"no HELLO within {C.HELLO_TIMEOUT:g} s")
+            self.fail(C.E_HELLO_TIMEOUT, f"no HELLO within {self.broker.hello_timeout:g} s")
 
     # -- the outbox
 
@@ -203,7 +204,20 @@ class BrokerProtocol(asyncio.Protocol):
         while box.pending and not box.paused and not box.closing:
             # Usually all of it in one writelines (uvloop: one writev); after a
             # pause, in slices, so a slow reader holds little beyond its queue.
-            self.transport.writelines(box.take(DRAIN_SLICE))
+            frames = box.take(DRAIN_SLICE)
+            if box.dropped != self.told_dropped:
+                # The dropped events were the oldest queued, so this is where
+                # they would have been: the client learns of the loss in place.
+                frames.insert(0, self.slow_consumer_frame())
+            self.transport.writelines(frames)
+
+    def slow_consumer_frame(self) -> bytes:
+        lost, self.told_dropped = self.box.dropped - self.told_dropped, self.box.dropped
+        return encode(C.ERR, None, orjson.dumps({
+            "code": C.E_SLOW_CONSUMER,
+            "message": f"{lost} events dropped: this connection's queue passed --queue-limit ({self.broker.queue_limit} bytes)",
+            "dropped": lost,
+        }))
 
     def send_error(self, code: str, message: str) -> None:
         self.send(error_frame(code, message))
@@ -239,12 +253,14 @@ class Broker:
         max_subscriptions: int = C.DEFAULT_MAX_SUBSCRIPTIONS,
         max_connections: int = C.DEFAULT_MAX_CONNECTIONS,
         max_stall: float = C.DEFAULT_MAX_STALL,
+        hello_timeout: float = C.HELLO_TIMEOUT,
         loop_name: str = "asyncio",
         version: str = "",
     ) -> None:
         self.max_payload = max_payload
         self.queue_limit = queue_limit
         self.max_stall = max_stall
+        self.hello_timeout = hello_timeout
         # Past this, an outbox that is still being drained asks its publishers to wait.
         self.stall_at = queue_limit * 3 // 4 if max_stall > 0 else 0
         self.stalls = 0
@@ -269,7 +285,7 @@ class Broker:
             conn.fail(C.E_TOO_MANY_CONNECTIONS, f"the broker holds its limit of {self.max_connections} connections")
             return
         self.connections.add(conn)
-        conn._hello_timer = asyncio.get_running_loop().call_later(C.HELLO_TIMEOUT, conn.hello_timeout)
+        conn._hello_timer = asyncio.get_running_loop().call_later(self.hello_timeout, conn.hello_timeout)
 
     def release(self, conn: BrokerProtocol, exc: Optional[Exception]) -> None:
         if conn not in self.connections:

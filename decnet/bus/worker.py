@@ -44,6 +44,7 @@ class Options:
     max_subscriptions: int = C.DEFAULT_MAX_SUBSCRIPTIONS
     max_connections: int = C.DEFAULT_MAX_CONNECTIONS
     max_stall: float = C.DEFAULT_MAX_STALL
+    hello_timeout: float = C.HELLO_TIMEOUT
     log_level: str = "info"
 
 
@@ -100,6 +101,7 @@ async def _serve(options: Options, loop_name: str) -> int:
         max_subscriptions=options.max_subscriptions,
         max_connections=options.max_connections,
         max_stall=options.max_stall,
+        hello_timeout=options.hello_timeout,
         loop_name=loop_name,
         version=__version__,
     )
@@ -184,13 +186,33 @@ def _bind(path: Path, mode: int, group: str) -> socket.socket:
 
 
 def _make_parent(parent: Path, group: str) -> None:
+    """Create the socket's directory when missing (0750, handed to ``group``).
+    An existing one (a symlink to one included) is used as it is: never
+    chmod-ed nor chown-ed, but refused when anyone may write it."""
     if parent.is_dir():
+        _check_parent(parent)
         return
+    # Our own umask while creating: the process's (systemd's UMask=0117, say)
+    # could take the group's x bit and lock the group out. The directory is
+    # 0750, missing ancestors 0755; never writable by others, whatever the umask.
+    previous = os.umask(0o022)
     try:
         parent.mkdir(mode=0o750, parents=True)
     except OSError as error:
         raise StartupError(f"cannot create {parent}: {error.strerror}") from None
+    finally:
+        os.umask(previous)
     _give_to_group(parent, group)
+
+
+def _check_parent(parent: Path) -> None:
+    """Refuse a directory where anyone could replace the socket; warn about /tmp-like ones."""
+    mode = os.stat(parent).st_mode  # the directory itself, through a symlink
+    if not mode & stat.S_IWOTH:
+        return
+    if not mode & stat.S_ISVTX:
+        raise StartupError(f"{parent} is world-writable: any user could replace the socket and pose as the broker; use a directory only the broker's user can write (e.g. /run/decnet)")
+    log.warning("%s is world-writable (sticky): while the broker is down any user can take the socket's name there; prefer a directory only the broker's user can write (e.g. /run/decnet)", parent)
 
 
 def _give_to_group(path: Path, group: str) -> None:

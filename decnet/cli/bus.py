@@ -55,6 +55,7 @@ def broker(
     max_subscriptions: int = typer.Option(C.DEFAULT_MAX_SUBSCRIPTIONS, "--max-subscriptions", min=1, help="Patterns one connection may subscribe to."),
     max_connections: int = typer.Option(C.DEFAULT_MAX_CONNECTIONS, "--max-connections", min=1, help="Clients connected at once."),
     max_stall_ms: float = typer.Option(C.DEFAULT_MAX_STALL * 1000, "--max-stall-ms", min=0, max=1000, help="Longest a publisher is not read while a subscriber it feeds is past 75% of its queue but reading; 0 never holds publishers (drop-oldest only)."),
+    hello_timeout: float = typer.Option(C.HELLO_TIMEOUT, "--hello-timeout", min=0.05, max=60, help="Seconds a new connection has to send HELLO before it is closed (ERR hello_timeout)."),
     log_level: str = typer.Option("info", "--log-level", help="debug, info, warning or error."),
 ) -> None:
     """Run the broker (one per host; systemd runs it as decnet-bus.service)."""
@@ -77,6 +78,7 @@ def broker(
         max_subscriptions=max_subscriptions,
         max_connections=max_connections,
         max_stall=max_stall_ms / 1000,
+        hello_timeout=hello_timeout,
         log_level=log_level,
     )
     raise typer.Exit(run(options))

@@ -1,0 +1,130 @@
+"""Slow consumers (issue 5): a subscriber that never reads costs the broker its
+queue limit and no more, the loss is counted and told, and nobody else waits.
+
+Short by default; ``DECNET_BUS_STRESS=long`` pushes 1 GiB (docs/RELIABILITY.md).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import subprocess
+import sys
+import threading
+
+import orjson
+
+from brokers import BrokerProcess
+from rawclient import Raw
+from stress import report, rss, scale
+
+from decnet.bus import UnixBus
+from decnet.bus.protocol import encode
+
+MiB = 1024 * 1024
+QUEUE_LIMIT = 8 * MiB  # the default
+# What the broker may hold beyond the stuck connection's queue: the transport's
+# high-water mark (256 KiB) and one drain slice, the healthy reader's share in
+# flight, and what the allocator keeps. Documented in docs/RELIABILITY.md.
+RSS_OVERHEAD = 24 * MiB
+
+
+def _count_evts(raw: Raw, want: int, got: list) -> None:
+    n = 0
+    while n < want:
+        frame = raw.frame()
+        if frame is None:
+            break
+        n += frame[0] == "EVT"
+    got.append(n)
+
+
+def test_a_subscriber_that_never_reads_costs_the_broker_its_queue_limit_only(sockdir, loop_name):
+    total_bytes = scale(96 * MiB, 1024 * MiB)
+    body = orjson.dumps({"pad": "x" * 1000})
+    frame_len = len(encode("EVT", "load.0", body))
+    count = total_bytes // frame_len // 100 * 100
+    with BrokerProcess(sockdir / "bus.sock", "--health-interval", "0.2", loop=loop_name) as proc:
+        stuck = Raw(proc.path)
+        stuck.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        stuck.send(encode("SUB", "load.>"))
+        stuck.until_pong()
+        healthy, pub = Raw(proc.path, timeout=60), Raw(proc.path, timeout=60)
+        healthy.send(encode("SUB", "load.>"))
+        healthy.until_pong()
+        pid = proc.proc.pid
+        baseline = peak = rss(pid)
+        got: list = []
+        reader = threading.Thread(target=_count_evts, args=(healthy, count, got))
+        reader.start()
+        batch = b"".join(encode("PUB", f"load.{i % 10}", body) for i in range(100))
+        for i in range(count // 100):
+            pub.send(batch)
+            if i % 64 == 0:
+                peak = max(peak, rss(pid))
+        pub.until_pong()  # the broker has routed (or dropped) every event
+        peak = max(peak, rss(pid))
+        reader.join(120)
+        assert got == [count], "the healthy subscriber must receive every event"
+
+        health = orjson.loads(subprocess.run(
+            [sys.executable, "-m", "decnet", "bus", "stats", "--json", "--socket", str(proc.path)],
+            capture_output=True, check=True, timeout=60).stdout)
+        # The stuck reader can hold at most its queue and the buffers on the way.
+        most_kept = (QUEUE_LIMIT + 2 * MiB) // frame_len
+        assert health["dropped"] >= count - most_kept
+        report("slow consumer", loop=loop_name, sent_MiB=count * frame_len // MiB, events=count,
+               dropped=health["dropped"], rss_baseline_MiB=round(baseline / MiB, 1),
+               rss_peak_MiB=round(peak / MiB, 1), over_baseline_MiB=round((peak - baseline) / MiB, 1))
+        assert peak - baseline <= QUEUE_LIMIT + RSS_OVERHEAD
+
+        # Once it reads, the stuck subscriber is told how many it lost, in
+        # place: what it got plus what it was told of is everything sent.
+        stuck.sock.settimeout(60)
+        frames = stuck.until_pong()
+        evts = sum(f[0] == "EVT" for f in frames)
+        told = [orjson.loads(f[2]) for f in frames if f[0] == "ERR"]
+        assert told and {e["code"] for e in told} == {"slow_consumer"}
+        assert evts + sum(e["dropped"] for e in told) == count
+        assert sum(e["dropped"] for e in told) == health["dropped"]
+        stuck.send(encode("PUB", "load.after", b"1"))
+        assert [f[1] for f in stuck.until_pong()] == ["load.after"]  # the connection stayed
+        for raw in (stuck, healthy, pub):
+            raw.close()
+
+
+def test_a_client_whose_loop_stalls_gets_a_slow_consumer_gap(sockdir, loop_name, run):
+    """The public API: a Subscription learns of broker-side drops with a Gap."""
+    with BrokerProcess(sockdir / "bus.sock", "--queue-limit", "65536", loop=loop_name) as proc:
+        async def main():
+            bus = UnixBus(proc.path)
+            async with bus.subscribe("load.>") as sub:
+                await bus.flush()
+                body = orjson.dumps({"pad": "x" * 1000})
+
+                def flood():  # from another thread, while this loop is blocked
+                    pub = Raw(proc.path)
+                    pub.send(b"".join(encode("PUB", "load.x", body) for _ in range(2000)))
+                    pub.until_pong()
+                    pub.close()
+
+                worker = threading.Thread(target=flood)
+                worker.start()
+                worker.join()  # blocks the loop: nobody reads the socket meanwhile
+                await bus.publish("load.end", {"end": True})
+                events, gaps = 0, []
+                async for evt in sub:
+                    if evt.gap:
+                        gaps.append(evt.reason)
+                    elif evt.topic == "load.end":
+                        break
+                    else:
+                        events += 1
+            stats = bus.stats()
+            await bus.close()
+            return events, gaps, stats
+
+        events, gaps, stats = run(main())
+    assert "slow_consumer" in gaps
+    assert stats["broker_dropped"] > 0
+    assert events + stats["broker_dropped"] == 2000
