@@ -135,6 +135,16 @@ def test_silence_before_hello_is_cut_after_two_seconds(broker):
     assert 1.5 < time.monotonic() - started < 9
 
 
+def test_hello_timeout_is_an_option(sockdir, loop_name):
+    with BrokerProcess(sockdir / "bus.sock", "--hello-timeout", "0.3", loop=loop_name) as proc:
+        raw = Raw(proc.path, hello=False)
+        started = time.monotonic()
+        error = raw.error()
+        assert error == {"code": "hello_timeout", "message": "no HELLO within 0.3 s"}
+        assert raw.closed()
+        assert time.monotonic() - started < 1.5  # well before the 2 s default
+
+
 def test_heartbeat_reports_the_counters(broker):
     raw = Raw(broker.path)
     raw.send(encode("SUB", "system.bus.health"))
