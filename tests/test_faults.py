@@ -183,17 +183,25 @@ def test_sigterm_under_full_load_exits_0_cleanly(sockdir, loop_name):
 
 @pytest.mark.parametrize("how", ["bye", "hangup", "mid_frame"])
 def test_connection_churn_leaks_no_fds_nor_memory(sockdir, loop_name, how):
-    cycles = scale(3_000, 100_000)
+    cycles = scale(10_000, 100_000)
     with BrokerProcess(sockdir / "bus.sock", "--health-interval", "0.2", loop=loop_name) as proc:
         pid = proc.proc.pid
         hello = encode("HELLO", None, orjson.dumps({"v": 1, "name": "churn", "pid": 0}))
         ending = {"bye": encode("BYE"), "hangup": b"", "mid_frame": encode("PUB", "x.y", b"12345678")[:-3]}[how]
 
         def churn(n: int) -> None:
+            # Each connection is accepted and answered before the next: what is
+            # measured is what a connection leaves behind, not how many the
+            # backlog happened to hold at once (a high-water mark).
             for i in range(n):
                 s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
                 s.connect(str(proc.path))
-                s.sendall(hello + encode("SUB", f"churn.{i % 50}.>") + ending)
+                s.sendall(hello + encode("SUB", f"churn.{i % 50}.>"))
+                assert s.recv(4096).startswith(b"HELLO")
+                s.sendall(ending)
+                if how == "bye":
+                    while s.recv(4096):
+                        pass  # the broker's BYE, then EOF
                 s.close()
 
         probe = Raw(proc.path)
@@ -206,9 +214,13 @@ def test_connection_churn_leaks_no_fds_nor_memory(sockdir, loop_name, how):
         base_fds, base_rss = fds(pid), rss(pid)
         churn(cycles)
         _health(probe, settled, timeout=60)
+        for _ in range(10):  # a closing socket's fd may outlive its connection by a heartbeat
+            if fds(pid) == base_fds:
+                break
+            _health(probe, settled)
         grown = rss(pid) - base_rss
         report("connect/disconnect churn", loop=loop_name, how=how, cycles=cycles,
                fds_before=base_fds, fds_after=fds(pid), rss_growth_KiB=grown // 1024)
         assert fds(pid) == base_fds
-        assert grown < 4 * 1024 * 1024  # allocator fragmentation, not objects: see docs/RELIABILITY.md
+        assert grown < 2 * 1024 * 1024
         probe.close()
