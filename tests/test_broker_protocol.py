@@ -172,6 +172,40 @@ def test_limits_are_options_announced_and_enforced(sockdir, loop_name):
         assert raw.closed()
 
 
+def test_connection_limit_and_the_file_descriptor_limit(sockdir, loop_name):
+    """Past --max-connections a client is told why and closed; once one leaves
+    there is room again. The broker raises its own RLIMIT_NOFILE soft limit to
+    the hard one, whatever soft limit it was started with."""
+    import resource
+
+    def low_soft_limit():
+        resource.setrlimit(resource.RLIMIT_NOFILE, (256, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
+
+    proc = BrokerProcess(sockdir / "bus.sock", "--max-connections", "3", "--health-interval", "0.1", loop=loop_name)
+    proc.start(preexec_fn=low_soft_limit)
+    try:
+        limits = open(f"/proc/{proc.proc.pid}/limits").read()
+        soft, hard = next(line.split()[3:5] for line in limits.splitlines() if line.startswith("Max open files"))
+        assert soft == hard and hard != "256", limits
+        watch, a, b = Raw(proc.path), Raw(proc.path), Raw(proc.path)
+        extra = Raw(proc.path, hello=False)
+        error = extra.error()
+        assert error["code"] == "too_many_connections" and "3" in error["message"]
+        assert extra.closed()
+        b.close()
+        watch.send(encode("SUB", "system.bus.health"))
+        while True:  # the broker has seen b go
+            frame = watch.frame()
+            if frame[0] == "EVT" and orjson.loads(frame[2])["connections"] == 2:
+                break
+        again = Raw(proc.path)
+        assert again.until_pong() == []
+        for raw in (watch, a, again):
+            raw.close()
+    finally:
+        proc.stop()
+
+
 def test_a_subscriber_that_never_reads_slows_nobody(sockdir, loop_name):
     """Drop-oldest on the stuck subscriber's queue; the healthy one gets every event."""
     with BrokerProcess(sockdir / "bus.sock", "--queue-limit", "262144", "--health-interval", "0.2", loop=loop_name) as proc:
