@@ -16,16 +16,19 @@ from decnet.bus._purematch import FrameDecoder, encode
 
 
 class Broker:
-    """``decnet bus`` on a temp socket; ``pure`` runs it with DECNET_BUS_NO_EXTENSIONS=1."""
+    """``decnet bus`` on a temp socket; ``pure`` runs it with DECNET_BUS_NO_EXTENSIONS=1,
+    ``unbatched`` without batching (bench/unbatched_broker.py)."""
 
-    def __init__(self, *args: str, loop: str = "uvloop", pure: bool = False) -> None:
+    def __init__(self, *args: str, loop: str = "uvloop", pure: bool = False, unbatched: bool = False) -> None:
         self.dir = Path(tempfile.mkdtemp(prefix="dbench-", dir="/tmp"))
         self.path = self.dir / "bus.sock"
         env = {**os.environ}
         env.pop("DECNET_BUS_NO_EXTENSIONS", None)
         if pure:
             env["DECNET_BUS_NO_EXTENSIONS"] = "1"
-        cmd = [sys.executable, "-m", "decnet", "bus", "--socket", str(self.path), "--loop", loop,
+        # unbatched: the same broker writing each delivery on its own (bench/unbatched_broker.py)
+        entry = [str(Path(__file__).with_name("unbatched_broker.py"))] if unbatched else ["-m", "decnet"]
+        cmd = [sys.executable, *entry, "bus", "--socket", str(self.path), "--loop", loop,
                "--group", "root", "--log-level", "warning", *args]
         self.proc = subprocess.Popen(cmd, env=env)
         deadline = time.monotonic() + 15

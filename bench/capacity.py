@@ -5,7 +5,7 @@ kernel takes them; subscriber processes read raw and count bytes (every EVT has
 the same size). Reports deliveries/s the broker sustains and its CPU per
 delivered event.
 
-    python bench/capacity.py [--subs 1,10,50] [--pubs 2] [--seconds 5] [--pure] [--loop uvloop]
+    python bench/capacity.py [--subs 1,10,50] [--pubs 2] [--seconds 5] [--pure] [--loop uvloop] [--unbatched]
 """
 
 from __future__ import annotations
@@ -54,9 +54,9 @@ def publisher(path, go, stop, out) -> None:
     out.put(sent)
 
 
-def run(subs: int, pubs: int, seconds: float, pure: bool, loop: str) -> dict:
+def run(subs: int, pubs: int, seconds: float, pure: bool, loop: str, unbatched: bool = False) -> dict:
     ctx = mp.get_context("fork")
-    with Broker("--queue-limit", str(64 << 20), loop=loop, pure=pure) as broker:
+    with Broker("--queue-limit", str(64 << 20), loop=loop, pure=pure, unbatched=unbatched) as broker:
         ready, stop, go, drained = ctx.Queue(), ctx.Event(), ctx.Event(), ctx.Event()
         out_s, out_p = ctx.Queue(), ctx.Queue()
         procs = [ctx.Process(target=subscriber, args=(broker.path, ready, drained, out_s)) for _ in range(subs)]
@@ -101,13 +101,17 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=5.0, help="length of each run")
     parser.add_argument("--pure", action="store_true", help="broker with DECNET_BUS_NO_EXTENSIONS=1")
     parser.add_argument("--loop", default="uvloop", choices=["uvloop", "asyncio"])
+    parser.add_argument("--unbatched", action="store_true",
+                        help="the same broker writing each delivery on its own (bench/unbatched_broker.py): "
+                             "what batching buys")
     args = parser.parse_args()
-    print(f"broker: loop={args.loop} hot path={'pure' if args.pure else 'compiled'}; {args.pubs} raw publishers; "
+    print(f"broker: loop={args.loop} hot path={'pure' if args.pure else 'compiled'}"
+          f"{' UNBATCHED' if args.unbatched else ''}; {args.pubs} raw publishers; "
           f"{PUB_SIZE}-byte frames; {os.cpu_count()} CPUs")
     print("| subscribers | published | deliveries/s | lost | broker µs/delivery | broker CPU | deliveries per write | PUBs per read |")
     print("|---:|---:|---:|---:|---:|---:|---:|---:|")
     for subs in [int(n) for n in args.subs.split(",")]:
-        r = run(subs, args.pubs, args.seconds, args.pure, args.loop)
+        r = run(subs, args.pubs, args.seconds, args.pure, args.loop, args.unbatched)
         print(f"| {subs} | {r['published']:,} | {r['deliveries_per_s']:,.0f} | {r['lost']:,} | "
               f"{r['broker_cpu_us_per_delivery']:.3f} | {r['broker_cpu_share']:.0%} | "
               f"{_count(r['deliveries_per_write'])} | {_count(r['publishes_per_read'])} |", flush=True)
