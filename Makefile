@@ -32,3 +32,24 @@ clean:
 .PHONY: fanout
 fanout: $(BIN)/python
 	$(BIN)/python bench/fanout.py $(FANOUT_ARGS)
+
+# Differential fuzzing of the frame decoder, compiled against its pure twin (atheris,
+# fuzz/fuzz_decoder.py says what it checks): FUZZ_SECONDS of libFuzzer. The corpus
+# grows in build/fuzz-corpus across runs; a failing input is saved as build/fuzz-crash-*
+# and the run exits non-zero. E.g. make fuzz FUZZ_SECONDS=3600
+FUZZ_SECONDS ?= 600
+.PHONY: fuzz
+fuzz: $(BIN)/python
+	$(BIN)/pip install -q -e '.[test]'
+	mkdir -p build
+	$(BIN)/python fuzz/fuzz_decoder.py build/fuzz-corpus -max_total_time=$(FUZZ_SECONDS) -timeout=10 \
+		-artifact_prefix=build/fuzz- -print_final_stats=1
+
+# The long versions of the reliability tests (docs/RELIABILITY.md): the same tests CI
+# runs short, with DECNET_BUS_STRESS=long (1 GiB slow consumer, 100 waves of kill -9,
+# 100,000 connection cycles per way, a minute of 200 clients, 10,000 fuzz examples).
+.PHONY: stress
+stress: $(BIN)/python
+	$(BIN)/pip install -q -e '.[test]'
+	DECNET_BUS_STRESS=long $(BIN)/pytest -s -p no:cacheprovider tests/test_slow_consumer.py \
+		tests/test_faults.py tests/test_load.py tests/test_fuzz_broker.py tests/test_fuzz_decoder.py

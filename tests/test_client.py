@@ -262,3 +262,32 @@ def test_a_subscribe_the_broker_never_confirms_goes_live_later(sockdir, run):
         run(main())
     finally:
         silent.close()
+
+
+@pytest.mark.parametrize("hello_body", [b"not json", b"[1, 2]", b'{"v": 1, "max_payload": "big"}'])
+def test_malformed_control_frames_from_a_broken_broker_do_not_crash_the_client(sockdir, loop_name, run, hello_body):
+    """A bad HELLO reply or ERR body is logged and ignored; the events still flow."""
+    from decnet.bus.protocol import encode
+
+    path = sockdir / "broken.sock"
+
+    async def main():
+        async def serve(reader, writer):
+            await reader.read(1)  # the client's HELLO has started arriving
+            writer.write(encode("HELLO", None, hello_body) + encode("ERR", None, b"\xff garbage")
+                         + encode("EVT", "a.b", b'{"n": 1}'))
+            await writer.drain()
+            await reader.read()  # until the client goes
+
+        server = await asyncio.start_unix_server(serve, path=str(path))
+        bus = UnixBus(path, ping_timeout=0.2)  # this broker never answers PING
+        sub = bus.subscribe("a.>")
+        await sub.__aenter__()
+        evt = await next_event(sub)
+        assert (evt.topic, evt.payload) == ("a.b", {"n": 1})
+        assert bus.max_payload == 1024 * 1024  # the default stands when the broker's is unusable
+        await bus.close()
+        server.close()
+        await server.wait_closed()
+
+    run(main())

@@ -641,9 +641,11 @@ class Gap:
 
     ``reason`` is ``"overflow"`` (the Subscription's own queue dropped
     ``lost`` events, oldest first), ``"reconnect"`` (the connection to the
-    broker was lost and is back) or ``"connect"`` (entered while no broker
-    answered, live now). It comes once the subscription is live again, so a
-    resync done on receiving it misses nothing.
+    broker was lost and is back), ``"connect"`` (entered while no broker
+    answered, live now) or ``"slow_consumer"`` (the broker dropped events
+    queued for this connection: the client read too slowly). It comes once
+    the subscription is live again, so a resync done on receiving it misses
+    nothing.
     """
 
     __slots__ = ("reason", "lost")
@@ -770,7 +772,10 @@ cpdef Py_ssize_t deliver(SubscriptionIndex index, str topic, bytes raw) except -
 
 
 def client_feed(FrameDecoder decoder, SubscriptionIndex index, data):
-    """Feed ``data`` to a client's decoder: deliver every EVT, return the other frames."""
+    """Feed ``data`` to a client's decoder: deliver every EVT, return the other frames.
+
+    An EVT without a topic (no broker sends one) has nothing to be delivered
+    on: it is returned with the other frames rather than raising."""
     cdef list others = []
     cdef tuple frame
     decoder.feed(data)
@@ -778,7 +783,7 @@ def client_feed(FrameDecoder decoder, SubscriptionIndex index, data):
         frame = decoder._next()
         if frame is None:
             return others
-        if frame[0] is V_EVT:
+        if frame[0] is V_EVT and frame[1] is not None:
             deliver(index, <str>frame[1], <bytes>frame[2])
         else:
             others.append(frame)

@@ -384,9 +384,11 @@ class Gap:
 
     ``reason`` is ``"overflow"`` (the Subscription's own queue dropped
     ``lost`` events, oldest first), ``"reconnect"`` (the connection to the
-    broker was lost and is back) or ``"connect"`` (entered while no broker
-    answered, live now). It comes once the subscription is live again, so a
-    resync done on receiving it misses nothing.
+    broker was lost and is back), ``"connect"`` (entered while no broker
+    answered, live now) or ``"slow_consumer"`` (the broker dropped events
+    queued for this connection: the client read too slowly). It comes once
+    the subscription is live again, so a resync done on receiving it misses
+    nothing.
     """
 
     __slots__ = ("reason", "lost")
@@ -498,10 +500,13 @@ def deliver(index: SubscriptionIndex, topic: str, raw: bytes) -> int:
 
 
 def client_feed(decoder: FrameDecoder, index: SubscriptionIndex, data) -> list:
-    """Feed ``data`` to a client's decoder: deliver every EVT, return the other frames."""
+    """Feed ``data`` to a client's decoder: deliver every EVT, return the other frames.
+
+    An EVT without a topic (no broker sends one) has nothing to be delivered
+    on: it is returned with the other frames rather than raising."""
     others = []
     for frame in decoder.feed(data):
-        if frame[0] is _EVT:
+        if frame[0] is _EVT and frame[1] is not None:
             deliver(index, frame[1], frame[2])
         else:
             others.append(frame)

@@ -369,11 +369,13 @@ class UnixBus(Bus):
         elif verb is PING:
             proto.write(PONG_FRAME)
         elif verb is HELLO:
-            self.server = orjson.loads(body)
-            self.max_payload = int(self.server.get("max_payload", self.max_payload))
+            self.server = _object(body)
+            limit = self.server.get("max_payload")
+            if isinstance(limit, int) and limit >= 0:
+                self.max_payload = limit
             self._delay = BACKOFF_MIN
         elif verb is ERR:
-            error = orjson.loads(body) if body else {}
+            error = _object(body)
             if error.get("code") == C.E_SLOW_CONSUMER:
                 self._slow_consumer(error)
                 return
@@ -421,3 +423,14 @@ class UnixBus(Bus):
 
     def _unavailable(self) -> str:
         return f"no broker on {self.path}: start one with `decnet bus`, or set DECNET_BUS_SOCKET"
+
+
+def _object(body: bytes) -> dict:
+    """A HELLO or ERR body from the broker as a dict; {} for anything else.
+    The broker is trusted, but a broken one must not crash every worker."""
+    try:
+        value = orjson.loads(body) if body else {}
+    except orjson.JSONDecodeError:
+        log.warning("the broker sent a control frame whose body is not JSON: %r", body[:64])
+        return {}
+    return value if isinstance(value, dict) else {}
