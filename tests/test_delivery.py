@@ -75,6 +75,25 @@ def test_put_gap_is_in_band_and_not_dropped_for_room(impl):
     assert kinds == [("gap", "overflow"), ("gap", "reconnect"), ("evt", b"2"), ("evt", b"3")]
 
 
+def test_a_queue_nobody_reads_stays_bounded_however_many_gaps_come(impl):
+    """Regression: each ERR slow_consumer adds a Gap; unread, they piled up in
+    front of the events and made every drop scan them all."""
+    queue = impl.EventQueue(maxsize=100)
+    queue.state = ACTIVE
+    for round_ in range(2000):
+        for i in range(10):
+            queue.put(impl.Event("t", b"%d" % (round_ * 10 + i)))
+        queue.put_gap("slow_consumer")
+    items = drain(queue)
+    # Never two markers in a row: at most one Gap per kept event, plus the overflow one.
+    assert len(items) <= 2 * 100 + 1
+    assert not any(a.gap and b.gap for a, b in zip(items[1:], items[2:]))
+    events = [int(i.raw) for i in items if not i.gap]
+    assert events == list(range(20_000 - 100, 20_000))
+    assert items[0].gap and items[0].reason == "overflow" and items[0].lost == 20_000 - 100
+    assert queue.gaps == 2000 + 1  # every loss is counted, even when its marker was merged
+
+
 def test_a_reader_waits_and_is_woken(impl):
     async def main():
         queue = impl.EventQueue()

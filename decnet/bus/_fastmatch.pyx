@@ -711,6 +711,10 @@ cdef class EventQueue:
     def put_gap(self, reason):
         self.gaps += 1
         if self.gaps_enabled:
+            # One marker per stretch of loss: a Subscription nobody reads, told
+            # of loss again and again, must not fill up with Gaps.
+            if self._queue and type(self._queue[len(self._queue) - 1]) is Gap:  # wraparound is off
+                return
             self._queue.append(Gap(reason))
             self.wake()
 
@@ -720,13 +724,21 @@ cdef class EventQueue:
             waiter.set_result(None)
 
     cdef _drop_oldest(self):
-        kept = []
+        # Gaps in front of the oldest event now mark one stretch of loss: keep
+        # the first of them only, so dropping stays O(1).
+        queue, kept = self._queue, None
         while True:
-            item = self._queue.popleft()
+            item = queue.popleft()
             if type(item) is Event:
                 break
-            kept.append(item)
-        self._queue.extendleft(reversed(kept))
+            if kept is None:
+                kept = item
+        while queue and type(queue[0]) is Gap:  # the dropped event's neighbours join the same stretch
+            item = queue.popleft()
+            if kept is None:
+                kept = item
+        if kept is not None:
+            queue.appendleft(kept)
         self._events -= 1
         self.dropped += 1
         if not self._lost:

@@ -442,6 +442,10 @@ class EventQueue:
     def put_gap(self, reason: str) -> None:
         self.gaps += 1
         if self.gaps_enabled:
+            # One marker per stretch of loss: a Subscription nobody reads, told
+            # of loss again and again, must not fill up with Gaps.
+            if self._queue and self._queue[-1].gap:
+                return
             self._queue.append(Gap(reason))
             self.wake()
 
@@ -451,13 +455,21 @@ class EventQueue:
             waiter.set_result(None)
 
     def _drop_oldest(self) -> None:
-        kept = []
+        # Gaps in front of the oldest event now mark one stretch of loss: keep
+        # the first of them only, so dropping stays O(1).
+        queue, kept = self._queue, None
         while True:
-            item = self._queue.popleft()
+            item = queue.popleft()
             if not item.gap:
                 break
-            kept.append(item)
-        self._queue.extendleft(reversed(kept))
+            if kept is None:
+                kept = item
+        while queue and queue[0].gap:  # the dropped event's neighbours join the same stretch
+            item = queue.popleft()
+            if kept is None:
+                kept = item
+        if kept is not None:
+            queue.appendleft(kept)
         self._events -= 1
         self.dropped += 1
         if not self._lost:
