@@ -339,6 +339,25 @@ def test_a_world_writable_directory_is_refused(sockdir, via):
     assert mode_of(open_dir) == 0o777
 
 
+@pytest.mark.parametrize("socket_dir", ["existing", "missing"])
+def test_a_world_writable_directory_above_the_socket_is_refused(sockdir, socket_dir):
+    """Whoever can write a directory above the socket's can rename the socket's
+    directory away and put their own in its place: refused too, and the broker
+    creates nothing under it."""
+    open_dir = sockdir / "open"
+    open_dir.mkdir()
+    open_dir.chmod(0o777)
+    inner = open_dir / "decnet"
+    if socket_dir == "existing":
+        inner.mkdir(mode=0o750)
+    result = start_expecting_failure(inner / "bus.sock")
+    assert result.returncode == 1, result.stderr
+    assert f"{open_dir} (above {inner}) is world-writable" in result.stderr and "Traceback" not in result.stderr
+    assert list(open_dir.iterdir()) == ([inner] if socket_dir == "existing" else [])
+    if socket_dir == "existing":
+        assert list(inner.iterdir()) == []
+
+
 def test_a_sticky_world_writable_directory_is_a_warning(sockdir):
     """A /tmp-like directory (world-writable, sticky): others cannot remove or
     rename the broker's socket, so it starts, but it warns that the name is up

@@ -275,6 +275,7 @@ def test_malformed_control_frames_from_a_broken_broker_do_not_crash_the_client(s
         async def serve(reader, writer):
             await reader.read(1)  # the client's HELLO has started arriving
             writer.write(encode("HELLO", None, hello_body) + encode("ERR", None, b"\xff garbage")
+                         + encode("ERR", None, b'{"code": "slow_consumer", "dropped": "x"}')
                          + encode("EVT", "a.b", b'{"n": 1}'))
             await writer.drain()
             await reader.read()  # until the client goes
@@ -286,6 +287,7 @@ def test_malformed_control_frames_from_a_broken_broker_do_not_crash_the_client(s
         evt = await next_event(sub)
         assert (evt.topic, evt.payload) == ("a.b", {"n": 1})
         assert bus.max_payload == 1024 * 1024  # the default stands when the broker's is unusable
+        assert bus.broker_dropped == 0
         await bus.close()
         server.close()
         await server.wait_closed()

@@ -128,3 +128,30 @@ def test_a_client_whose_loop_stalls_gets_a_slow_consumer_gap(sockdir, loop_name,
     assert "slow_consumer" in gaps
     assert stats["broker_dropped"] > 0
     assert events + stats["broker_dropped"] == 2000
+
+
+def test_drops_are_told_even_when_the_broker_closes_the_connection(sockdir, loop_name):
+    """SIGTERM: the last write to a slow subscriber still says what it lost,
+    before the BYE, so what it got plus what it was told of is what was sent."""
+    proc = BrokerProcess(sockdir / "bus.sock", "--queue-limit", "65536", loop=loop_name).start()
+    try:
+        stuck = Raw(proc.path)
+        stuck.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        stuck.send(encode("SUB", "load.>"))
+        stuck.until_pong()
+        pub = Raw(proc.path)
+        body = orjson.dumps({"pad": "x" * 1000})
+        count = 3000
+        pub.send(b"".join(encode("PUB", "load.x", body) for _ in range(count)))
+        pub.until_pong()  # all routed, most dropped for the stuck reader
+        proc.proc.terminate()  # and read while it shuts down: it waits for us to
+        frames = []
+        while (frame := stuck.frame()) is not None:
+            frames.append(frame)
+    finally:
+        code = proc.stop()
+    assert code == 0
+    assert frames[-1][0] == "BYE"
+    told = sum(orjson.loads(f[2])["dropped"] for f in frames if f[0] == "ERR")
+    evts = sum(f[0] == "EVT" for f in frames)
+    assert told > 0 and evts + told == count

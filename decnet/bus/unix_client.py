@@ -388,7 +388,8 @@ class UnixBus(Bus):
     def _slow_consumer(self, error: dict) -> None:
         # The broker dropped events it had queued for us (we read too slowly):
         # every live Subscription may have missed some, at this point.
-        lost = int(error.get("dropped") or 0)
+        lost = error.get("dropped")
+        lost = lost if type(lost) is int and lost > 0 else 0
         self.broker_dropped += lost
         for sub in self._subscriptions:
             if sub.active:

@@ -60,6 +60,7 @@ class BrokerProtocol(asyncio.Protocol):
         self.stalled = False  # not read for a moment: a subscriber it feeds is behind
         self.said_bye = False
         self.told_dropped = 0  # drops this client has been told of (ERR slow_consumer)
+        self.wrote = False  # anything written yet (the HELLO reply must be first)
         self.transport: Optional[asyncio.Transport] = None
         self.client_id = 0
         self.hello = False
@@ -205,11 +206,20 @@ class BrokerProtocol(asyncio.Protocol):
             # Usually all of it in one writelines (uvloop: one writev); after a
             # pause, in slices, so a slow reader holds little beyond its queue.
             frames = box.take(DRAIN_SLICE)
-            if box.dropped != self.told_dropped:
-                # The dropped events were the oldest queued, so this is where
-                # they would have been: the client learns of the loss in place.
-                frames.insert(0, self.slow_consumer_frame())
+            self.tell_drops(frames)
             self.transport.writelines(frames)
+        if box.dropped != self.told_dropped and not box.paused and not box.closing:
+            self.transport.write(self.slow_consumer_frame())  # all it was sent was dropped
+
+    def tell_drops(self, frames: list) -> None:
+        """Put ERR slow_consumer in front of ``frames`` if events were dropped
+        since the client was last told. The dropped events were the oldest
+        queued, so that is where they would have been: the client learns of
+        the loss in place (after the HELLO reply, which always comes first)."""
+        if self.box.dropped != self.told_dropped:
+            first = 0 if self.wrote else min(1, len(frames))
+            frames.insert(first, self.slow_consumer_frame())
+        self.wrote = True
 
     def slow_consumer_frame(self) -> bytes:
         lost, self.told_dropped = self.box.dropped - self.told_dropped, self.box.dropped
@@ -236,6 +246,7 @@ class BrokerProtocol(asyncio.Protocol):
         if box.closing or self.transport is None:
             return
         frames = box.take()
+        self.tell_drops(frames)
         frames.append(last)
         self.transport.writelines(frames)
         box.closing = True

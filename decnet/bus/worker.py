@@ -188,10 +188,12 @@ def _bind(path: Path, mode: int, group: str) -> socket.socket:
 def _make_parent(parent: Path, group: str) -> None:
     """Create the socket's directory when missing (0750, handed to ``group``).
     An existing one (a symlink to one included) is used as it is: never
-    chmod-ed nor chown-ed, but refused when anyone may write it."""
+    chmod-ed nor chown-ed, but refused when anyone may swap it."""
     if parent.is_dir():
-        _check_parent(parent)
+        _check_dirs(parent)
         return
+    existing = next(p for p in parent.parents if p.is_dir())
+    _check_dirs(existing, socket_dir=parent)  # what we create inherits its ancestors' safety
     # Our own umask while creating: the process's (systemd's UMask=0117, say)
     # could take the group's x bit and lock the group out. The directory is
     # 0750, missing ancestors 0755; never writable by others, whatever the umask.
@@ -205,14 +207,34 @@ def _make_parent(parent: Path, group: str) -> None:
     _give_to_group(parent, group)
 
 
-def _check_parent(parent: Path) -> None:
-    """Refuse a directory where anyone could replace the socket; warn about /tmp-like ones."""
-    mode = os.stat(parent).st_mode  # the directory itself, through a symlink
-    if not mode & stat.S_IWOTH:
-        return
-    if not mode & stat.S_ISVTX:
-        raise StartupError(f"{parent} is world-writable: any user could replace the socket and pose as the broker; use a directory only the broker's user can write (e.g. /run/decnet)")
-    log.warning("%s is world-writable (sticky): while the broker is down any user can take the socket's name there; prefer a directory only the broker's user can write (e.g. /run/decnet)", parent)
+def _check_dirs(directory: Path, socket_dir: Optional[Path] = None) -> None:
+    """Refuse a socket directory that another user could swap for their own:
+    it, or any directory above it (symlinks resolved), world-writable without
+    the sticky bit. Warn where the socket's name could still be taken or the
+    directory swapped: a sticky world-writable socket directory (/tmp), one
+    owned by another user than root or us, a group-writable one.
+    ``socket_dir``: the missing directory the socket will be in, when
+    ``directory`` is its nearest existing ancestor."""
+    ancestor_only = socket_dir is not None
+    socket_dir = socket_dir or directory
+    try:
+        real = Path(os.path.realpath(directory))
+        chain = [real, *real.parents]
+        stats = [(d, os.lstat(d)) for d in chain]
+    except OSError as error:
+        raise StartupError(f"cannot check {directory}: {error.strerror}") from None
+    trusted = {0, os.geteuid()}
+    for d, st in stats:
+        own = d == real and not ancestor_only
+        if st.st_mode & stat.S_IWOTH and not st.st_mode & stat.S_ISVTX:
+            what = f"{socket_dir}" if own else f"{d} (above {socket_dir})"
+            raise StartupError(f"{what} is world-writable: any user could replace the socket and pose as the broker; use a directory only the broker's user can write (e.g. /run/decnet)")
+        if st.st_uid not in trusted:
+            log.warning("%s is owned by uid %d: that user could swap the socket's directory; prefer one owned by root or the broker's user", d, st.st_uid)
+        if own and st.st_mode & stat.S_IWOTH:
+            log.warning("%s is world-writable (sticky): while the broker is down any user can take the socket's name there; prefer a directory only the broker's user can write (e.g. /run/decnet)", directory)
+        elif own and st.st_mode & stat.S_IWGRP:
+            log.warning("%s is group-writable: members of its group could replace the socket", directory)
 
 
 def _give_to_group(path: Path, group: str) -> None:
