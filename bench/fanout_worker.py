@@ -47,6 +47,14 @@ def emit(**msg) -> None:
     sys.stdout.flush()
 
 
+async def quietly(closing, timeout: float = 2.0) -> None:
+    """Close a client at the end of a trial without waiting long or minding errors."""
+    try:
+        await asyncio.wait_for(closing, timeout)
+    except Exception:
+        pass
+
+
 def make_pad() -> str:
     probe = {"ph": 1, "seq": 50000, "ts": 12345.678901, "decky": "d42", "state": "up", "pad": ""}
     return "x" * max(0, PAYLOAD_BYTES - len(orjson.dumps(probe)))
@@ -151,6 +159,17 @@ class Counter:
         self.go_time = None
         self._reset()
 
+    async def serve(self, ctl: Control, task=None, **ready) -> None:
+        """Say ready, then count until the last phase ends (or goes idle);
+        ``task`` (the receive loop, if any) is cancelled then."""
+        self.cpu0 = cpu_seconds()
+        emit(ev="ready", loop=type(asyncio.get_running_loop()).__module__, **ready)
+        watch = asyncio.ensure_future(self.watchdog(ctl))
+        await self.done.wait()
+        for t in (task, watch):
+            if t is not None:
+                t.cancel()
+
     async def watchdog(self, ctl: Control) -> None:
         """Ends a phase that has been idle for idle_timeout since go or the last event."""
         seen = -1
@@ -192,17 +211,9 @@ async def sub_decnet(cfg: dict, ctl: Control) -> None:
             on(evt.payload)
 
     task = asyncio.ensure_future(receive())
-    counter.cpu0 = cpu_seconds()
-    emit(ev="ready", accelerated=bool(ACCELERATED), loop=type(asyncio.get_running_loop()).__module__)
-    watch = asyncio.ensure_future(counter.watchdog(ctl))
-    await counter.done.wait()
-    task.cancel()
-    watch.cancel()
+    await counter.serve(ctl, task, accelerated=bool(ACCELERATED))
     emit(ev="stats", dropped=sub.dropped, client=bus.stats())
-    try:
-        await asyncio.wait_for(bus.close(), 2)
-    except Exception:
-        pass
+    await quietly(bus.close())
 
 
 async def sub_nats(cfg: dict, ctl: Control) -> None:
@@ -228,15 +239,8 @@ async def sub_nats(cfg: dict, ctl: Control) -> None:
     limit = max(512 * 1024, cfg["events"] + 1000)
     await nc.subscribe(SUB_PATTERN, cb=cb, pending_msgs_limit=limit, pending_bytes_limit=limit * 1024)
     await nc.flush(timeout=10)  # the server has the subscription
-    counter.cpu0 = cpu_seconds()
-    emit(ev="ready", loop=type(asyncio.get_running_loop()).__module__)
-    watch = asyncio.ensure_future(counter.watchdog(ctl))
-    await counter.done.wait()
-    watch.cancel()
-    try:
-        await asyncio.wait_for(nc.close(), 2)
-    except Exception:
-        pass
+    await counter.serve(ctl)
+    await quietly(nc.close())
 
 
 async def sub_redis(cfg: dict, ctl: Control) -> None:
@@ -269,16 +273,8 @@ async def sub_redis(cfg: dict, ctl: Control) -> None:
             emit(ev="warn", what=f"redis receive ended: {type(exc).__name__}: {exc}")
 
     task = asyncio.ensure_future(receive())
-    counter.cpu0 = cpu_seconds()
-    emit(ev="ready", loop=type(asyncio.get_running_loop()).__module__)
-    watch = asyncio.ensure_future(counter.watchdog(ctl))
-    await counter.done.wait()
-    task.cancel()
-    watch.cancel()
-    try:
-        await asyncio.wait_for(r.aclose(), 2)
-    except Exception:
-        pass
+    await counter.serve(ctl, task)
+    await quietly(r.aclose())
 
 
 async def sub_zmq(cfg: dict, ctl: Control) -> None:
@@ -309,12 +305,7 @@ async def sub_zmq(cfg: dict, ctl: Control) -> None:
                 on(loads(payload))
 
     task = asyncio.ensure_future(receive())
-    counter.cpu0 = cpu_seconds()
-    emit(ev="ready", loop=type(asyncio.get_running_loop()).__module__)
-    watch = asyncio.ensure_future(counter.watchdog(ctl))
-    await counter.done.wait()
-    task.cancel()
-    watch.cancel()
+    await counter.serve(ctl, task)
     s.close(linger=0)
     ctx.term()
 
@@ -406,10 +397,7 @@ async def pub_decnet(cfg: dict, ctl: Control) -> None:
     p.extra = lambda: {"dropped": bus.dropped, "client": bus.stats()}
     emit(ev="ready", accelerated=bool(ACCELERATED), loop=type(asyncio.get_running_loop()).__module__)
     await p.run(send, flush)
-    try:
-        await asyncio.wait_for(bus.close(), 2)
-    except Exception:
-        pass
+    await quietly(bus.close())
 
 
 async def pub_nats(cfg: dict, ctl: Control) -> None:
@@ -429,10 +417,7 @@ async def pub_nats(cfg: dict, ctl: Control) -> None:
     p = Publisher(cfg, ctl)
     emit(ev="ready", loop=type(asyncio.get_running_loop()).__module__)
     await p.run(send, flush)
-    try:
-        await asyncio.wait_for(nc.close(), 2)
-    except Exception:
-        pass
+    await quietly(nc.close())
 
 
 async def pub_redis(cfg: dict, ctl: Control) -> None:
@@ -453,10 +438,7 @@ async def pub_redis(cfg: dict, ctl: Control) -> None:
     p = Publisher(cfg, ctl)
     emit(ev="ready", loop=type(asyncio.get_running_loop()).__module__)
     await p.run(send, flush)
-    try:
-        await asyncio.wait_for(r.aclose(), 2)
-    except Exception:
-        pass
+    await quietly(r.aclose())
 
 
 async def pub_zmq(cfg: dict, ctl: Control) -> None:

@@ -43,6 +43,10 @@ with atheris.instrument_imports(include=["decnet.bus._purematch", "decnet.bus.er
     from decnet.bus import constants as C
     from decnet.bus.errors import FrameError
 
+# The drivers the hypothesis tests use too (tests/twin_runs.py): one harness, two fuzzers.
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "tests"))
+from twin_runs import broker, client  # noqa: E402
+
 try:
     from decnet.bus import _fastmatch as fast
 except ImportError:  # an install made with DECNET_BUS_NO_EXTENSIONS=1: nothing to compare with
@@ -51,7 +55,6 @@ except ImportError:  # an install made with DECNET_BUS_NO_EXTENSIONS=1: nothing 
 HEAD = C.MAX_LINE + C.LEN_SIZE
 LIMITS = [C.DEFAULT_MAX_PAYLOAD, 0, 1, 16, 64, 300, 4096, C.MAX_LEN_FIELD]  # MODE >> 2 picks one
 KINDS = [bytes, bytearray, memoryview]
-PATTERNS = [">", "*", "a.>", "a.*", "a.b", "*.b", "system.>"]
 
 
 class Disagreement(AssertionError):
@@ -109,55 +112,6 @@ def decode(impl, chunks, max_payload, relay, pulls=None):
             check((again.code, str(again)) == (error.code, str(error)), "a broken decoder changed its error")
         return frames, (error.code, str(error)), fed, decoder.buffered
     return frames, None, fed, decoder.buffered
-
-
-def drain(impl, queue) -> list:
-    """A closed queue's contents, without an event loop (it never awaits then)."""
-    queue.state = impl.CLOSED
-    items = []
-    while True:
-        try:
-            queue.__anext__().send(None)
-        except StopIteration as done:
-            item = done.value
-            items.append((item.reason, item.lost) if item.gap else (item.topic, item.raw))
-        except StopAsyncIteration:
-            return items
-
-
-def client(impl, chunks, max_payload):
-    decoder = impl.FrameDecoder(max_payload=max_payload)
-    index = impl.SubscriptionIndex(cache_size=4)
-    queues = [impl.EventQueue(maxsize=3) for _ in PATTERNS]
-    for pattern, queue in zip(PATTERNS, queues):
-        queue.state = impl.ACTIVE
-        index.add(pattern, queue)
-    others, error = [], None
-    try:
-        for chunk in chunks:
-            others.extend(impl.client_feed(decoder, index, chunk))
-    except FrameError as caught:
-        error = (caught.code, str(caught))
-    return others, error, [drain(impl, q) for q in queues], [q.dropped for q in queues]
-
-
-def broker(impl, chunks, max_payload, echo):
-    decoder = impl.FrameDecoder(max_payload=max_payload, relay=True)
-    index = impl.SubscriptionIndex(cache_size=4)
-    stats, dirty = impl.RouteStats(), []
-    sender, other = impl.Outbox(stats, 1 << 20, dirty), impl.Outbox(stats, 64, dirty)
-    for pattern in PATTERNS:
-        index.add(pattern, other)
-    index.add("a.>", sender)
-    returned, error = [], None
-    try:
-        for chunk in chunks:
-            decoder.feed(chunk)
-            while (frame := impl.relay(decoder, index, sender, echo, stats)) is not None:
-                returned.append(frame)
-    except FrameError as caught:
-        error = (caught.code, str(caught))
-    return returned, error, sender.take(), other.take(), (stats.published, stats.routed, stats.dropped)
 
 
 def TestOneInput(data: bytes) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import time
 
 import orjson
 
@@ -19,6 +20,7 @@ class Raw:
         self.pending: list = []
         self.raw_bytes = b""
         self.server = None
+        self.watching = False  # subscribed to the heartbeat
         if hello:
             body = {"v": 1, "name": name, "pid": 0}
             if echo is not None:
@@ -54,6 +56,22 @@ class Raw:
             if frame[0] == "PONG":
                 return frames
             frames.append(frame)
+
+    def heartbeat(self, want=lambda health: True, timeout: float = 20.0) -> dict:
+        """The next system.bus.health heartbeat that satisfies ``want``
+        (subscribes to it on first use; other frames are skipped)."""
+        if not self.watching:
+            self.send(encode("SUB", "system.bus.health"))
+            self.watching = True
+        deadline, health = time.monotonic() + timeout, None
+        while time.monotonic() < deadline:
+            frame = self.frame()
+            assert frame is not None, "the broker closed the connection"
+            if frame[0] == "EVT" and frame[1] == "system.bus.health":
+                health = orjson.loads(frame[2])
+                if want(health):
+                    return health
+        raise AssertionError(f"no heartbeat as wanted within {timeout} s (last: {health})")
 
     def error(self) -> dict:
         frame = self.frame()

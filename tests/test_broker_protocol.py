@@ -193,11 +193,7 @@ def test_connection_limit_and_the_file_descriptor_limit(sockdir, loop_name):
         assert error["code"] == "too_many_connections" and "3" in error["message"]
         assert extra.closed()
         b.close()
-        watch.send(encode("SUB", "system.bus.health"))
-        while True:  # the broker has seen b go
-            frame = watch.frame()
-            if frame[0] == "EVT" and orjson.loads(frame[2])["connections"] == 2:
-                break
+        watch.heartbeat(lambda h: h["connections"] == 2)  # the broker has seen b go
         again = Raw(proc.path)
         assert again.until_pong() == []
         for raw in (watch, a, again):

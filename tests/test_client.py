@@ -14,6 +14,19 @@ from decnet.bus import BusUnavailable, NullBus, TopicError, UnixBus, factory, ge
 WAIT = 15.0
 
 
+@pytest.fixture
+def silent_server(sockdir):
+    """A socket path where a server accepts connections and never answers."""
+    import socket as socketlib
+
+    path = sockdir / "silent.sock"
+    silent = socketlib.socket(socketlib.AF_UNIX, socketlib.SOCK_STREAM)
+    silent.bind(str(path))
+    silent.listen(4)
+    yield path
+    silent.close()
+
+
 async def next_event(sub, timeout=WAIT):
     return await asyncio.wait_for(sub.__anext__(), timeout)
 
@@ -214,18 +227,12 @@ def test_rejected_at_connect_it_keeps_trying_and_gets_in(sockdir, loop_name, run
     run(main())
 
 
-def test_a_cancelled_subscribe_leaves_nothing_behind(sockdir, run):
+def test_a_cancelled_subscribe_leaves_nothing_behind(silent_server, run):
     """Against a server that accepts and never answers, entering a subscription
     waits; cancelling it unregisters it (no SUB kept, no queue filling)."""
-    import socket as socketlib
-
-    path = sockdir / "silent.sock"
-    silent = socketlib.socket(socketlib.AF_UNIX, socketlib.SOCK_STREAM)
-    silent.bind(str(path))
-    silent.listen(4)
 
     async def main():
-        bus = UnixBus(path, ping_timeout=30)
+        bus = UnixBus(silent_server, ping_timeout=30)
         sub = bus.subscribe("a.>")
         entering = asyncio.ensure_future(sub.__aenter__())
         while not bus.connected:
@@ -238,30 +245,18 @@ def test_a_cancelled_subscribe_leaves_nothing_behind(sockdir, run):
         assert sub.queued == 0
         await bus.close()
 
-    try:
-        run(main())
-    finally:
-        silent.close()
+    run(main())
 
 
-def test_a_subscribe_the_broker_never_confirms_goes_live_later(sockdir, run):
-    import socket as socketlib
-
-    path = sockdir / "silent.sock"
-    silent = socketlib.socket(socketlib.AF_UNIX, socketlib.SOCK_STREAM)
-    silent.bind(str(path))
-    silent.listen(4)
+def test_a_subscribe_the_broker_never_confirms_goes_live_later(silent_server, run):
 
     async def main():
-        bus = UnixBus(path, ping_timeout=0.2)
+        bus = UnixBus(silent_server, ping_timeout=0.2)
         async with bus.subscribe("a.>") as sub:  # no PONG: not an error for the caller
             assert sub.active and sub._gap_reason == "connect"
         await bus.close()
 
-    try:
-        run(main())
-    finally:
-        silent.close()
+    run(main())
 
 
 @pytest.mark.parametrize("hello_body", [b"not json", b"[1, 2]", b'{"v": 1, "max_payload": "big"}'])

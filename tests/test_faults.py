@@ -52,30 +52,16 @@ def _victim(path: str, role: str, ready) -> None:
     uvloop.run(main())
 
 
-def _health(raw: Raw, want=lambda h: True, timeout: float = 20.0) -> dict:
-    """The next heartbeat that satisfies ``want`` (raw must be subscribed to it)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        frame = raw.frame()
-        assert frame is not None, "the broker closed the connection"
-        if frame[0] == "EVT" and frame[1] == "system.bus.health":
-            health = orjson.loads(frame[2])
-            if want(health):
-                return health
-    raise AssertionError(f"no heartbeat matching the condition within {timeout} s (last: {health})")
-
-
 def test_clients_killed_mid_stream_cost_nothing_else(sockdir, loop_name):
     waves = scale(4, 100)
     per_wave = 4  # half publishers, half subscribers
     with BrokerProcess(sockdir / "bus.sock", "--health-interval", "0.2", loop=loop_name) as proc:
         path = str(proc.path)
         watch = Raw(proc.path)
-        watch.send(encode("SUB", "system.bus.health"))
         healthy_sub, healthy_pub = Raw(proc.path), Raw(proc.path)
         healthy_sub.send(encode("SUB", "healthy.>"))
         healthy_sub.until_pong()
-        baseline = _health(watch)
+        baseline = watch.heartbeat()
         base_fds = fds(proc.proc.pid)
         rng = random.Random(5)
         kills = sent = 0
@@ -100,7 +86,7 @@ def test_clients_killed_mid_stream_cost_nothing_else(sockdir, loop_name):
         healthy_pub.until_pong()
         seqs = [orjson.loads(f[2])["seq"] for f in healthy_sub.until_pong() if f[0] == "EVT"]
         assert seqs == list(range(sent)), "the healthy subscriber lost or reordered events"
-        after = _health(watch, lambda h: h["connections"] == baseline["connections"])
+        after = watch.heartbeat(lambda h: h["connections"] == baseline["connections"])
         assert after["subscriptions"] == baseline["subscriptions"]
         assert fds(proc.proc.pid) == base_fds
         report("kill -9 of clients", loop=loop_name, kills=kills, healthy_events=sent, lost=0,
@@ -166,9 +152,8 @@ def test_sigterm_under_full_load_exits_0_cleanly(sockdir, loop_name):
         for _, ready in victims:
             assert ready.wait(120)
         watch = Raw(path)
-        watch.send(encode("SUB", "system.bus.health"))
         # Under load: the broker has routed events to the subscribers.
-        _health(watch, lambda h: h["published"] > 10_000 and h["delivered"] > 10_000, timeout=30)
+        watch.heartbeat(lambda h: h["published"] > 10_000 and h["delivered"] > 10_000, timeout=30)
         code = proc.stop(signal.SIGTERM)
     finally:
         for p, _ in victims:
@@ -205,19 +190,18 @@ def test_connection_churn_leaks_no_fds_nor_memory(sockdir, loop_name, how):
                 s.close()
 
         probe = Raw(proc.path)
-        probe.send(encode("SUB", "system.bus.health"))
         # The broker notices each close asynchronously: the heartbeat says when
         # it holds only the probe again.
         settled = lambda h: h["connections"] == 1 and h["subscriptions"] == 1  # noqa: E731
         churn(3_000)  # warm-up: allocator pools and caches reach their high-water mark
-        _health(probe, settled, timeout=60)
+        probe.heartbeat(settled, timeout=60)
         base_fds, base_rss = fds(pid), rss(pid)
         churn(cycles)
-        _health(probe, settled, timeout=60)
+        probe.heartbeat(settled, timeout=60)
         for _ in range(10):  # a closing socket's fd may outlive its connection by a heartbeat
             if fds(pid) == base_fds:
                 break
-            _health(probe, settled)
+            probe.heartbeat(settled)
         grown = rss(pid) - base_rss
         report("connect/disconnect churn", loop=loop_name, how=how, cycles=cycles,
                fds_before=base_fds, fds_after=fds(pid), rss_growth_KiB=grown // 1024)

@@ -24,6 +24,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from stress import scale
+from twin_runs import broker, client, drain
 
 from decnet.bus import FrameError, constants as C
 
@@ -274,41 +275,8 @@ def test_twins_agree_exactly(twins, data, cuts, kinds, pulls, max_payload, relay
 # -- the client's EVT delivery
 
 
-CLIENT_PATTERNS = [">", "*", "a.>", "a.*", "a.b", "*.b", "system.>"]
 CLIENT_FRAMES = st.builds(frame_bytes, st.sampled_from([b"EVT", b"EVT", b"PING", b"ERR"]), ARGS, BODIES, SIZES)
 EVT_STREAMS = st.one_of(STREAMS, st.lists(CLIENT_FRAMES, max_size=8).map(b"".join))
-
-
-def drain(impl, queue) -> list:
-    """What a Subscription's queue holds, read without an event loop: a closed
-    queue never awaits, so each ``__anext__`` finishes at its first step."""
-    queue.state = impl.CLOSED
-    items = []
-    while True:
-        try:
-            queue.__anext__().send(None)
-        except StopIteration as done:
-            item = done.value
-            items.append(("gap", item.reason, item.lost) if item.gap else (item.topic, item.raw))
-        except StopAsyncIteration:
-            return items
-
-
-def client(impl, chunks, max_payload):
-    """``client_feed`` as the client runs it: ``(others, error, queued items, dropped)``."""
-    decoder = impl.FrameDecoder(max_payload=max_payload)
-    index = impl.SubscriptionIndex(cache_size=4)
-    queues = [impl.EventQueue(maxsize=3) for _ in CLIENT_PATTERNS]
-    for pattern, queue in zip(CLIENT_PATTERNS, queues):
-        queue.state = impl.ACTIVE
-        index.add(pattern, queue)
-    others, error = [], None
-    try:
-        for chunk in chunks:
-            others.extend(impl.client_feed(decoder, index, chunk))
-    except FrameError as caught:
-        error = (caught.code, str(caught))
-    return others, error, [drain(impl, queue) for queue in queues], [queue.dropped for queue in queues]
 
 
 @per_impl
@@ -363,30 +331,6 @@ def valid_topic(topic) -> bool:
         and re.fullmatch(r"[!-~]+", topic) is not None
         and all(token and "*" not in token and ">" not in token for token in topic.split("."))
     )
-
-
-def broker(impl, chunks, max_payload, echo):
-    """``relay`` as the broker runs it: ``(returned, error, sent, counters)``.
-
-    The sender's own outbox and another one subscribe to a few patterns; every
-    frame relay() hands back is taken as handled and relay() called again."""
-    decoder = impl.FrameDecoder(max_payload=max_payload, relay=True)
-    index = impl.SubscriptionIndex(cache_size=4)
-    stats, dirty = impl.RouteStats(), []
-    sender, other = impl.Outbox(stats, 1 << 20, dirty), impl.Outbox(stats, 64, dirty)
-    for pattern in CLIENT_PATTERNS:
-        index.add(pattern, other)
-    index.add("a.>", sender)
-    returned, error = [], None
-    try:
-        for chunk in chunks:
-            decoder.feed(chunk)
-            while (frame := impl.relay(decoder, index, sender, echo, stats)) is not None:
-                returned.append(frame)
-    except FrameError as caught:
-        error = (caught.code, str(caught))
-    counters = (stats.published, stats.routed, stats.dropped, other.dropped)
-    return returned, error, [sender.take(), other.take()], counters
 
 
 @per_impl
