@@ -258,7 +258,7 @@ def test_nothing_after_bye_is_processed(broker):
 
 
 def test_a_client_flooding_pings_without_reading_cannot_hurt_the_broker(sockdir, loop_name):
-    """Its PONGs cannot pile up: the broker stops reading a client that does not read."""
+    """Its PONGs cannot pile up: the broker stops reading a client that does not read once replies wait for it."""
     import select
     import socket as socketlib
 
@@ -284,3 +284,60 @@ def test_a_client_flooding_pings_without_reading_cannot_hurt_the_broker(sockdir,
         assert healthy.until_pong() == []
         assert time.monotonic() - t0 < 5
         assert proc.stop() == 0
+
+
+def test_a_slow_reader_under_a_flood_still_has_its_requests_answered(broker):
+    """Regression (CI, pure install): the broker used to stop reading a client
+    while its transport was paused, and each resume refilled the transport and
+    paused it again before the loop could read. A subscriber slower than the
+    publishers therefore never had its PING (or SUB, UNSUB) read: flush() timed
+    out and the client's keepalive would have called the broker dead."""
+    import threading
+
+    slow = Raw(broker.path, timeout=30)
+    slow.send(encode("SUB", "load.>"))
+    slow.until_pong()
+    stop = threading.Event()
+
+    def flood() -> None:
+        pub = Raw(broker.path)
+        batch = encode("PUB", "load.1", b'{"pad":"' + b"x" * 200 + b'"}') * 100
+        try:
+            while not stop.is_set():
+                pub.send(batch)
+        except OSError:
+            pass  # the broker went away at teardown
+        finally:
+            pub.close()
+
+    flooder = threading.Thread(target=flood, daemon=True)
+    flooder.start()
+    try:
+
+        def read_slowly(until) -> None:
+            # About 64 KiB a millisecond at most: slower than the broker routes.
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                data = slow.sock.recv(65536)
+                assert data, "the broker closed the slow reader"
+                if until(list(slow.decoder.feed(data))):
+                    return
+                time.sleep(0.001)
+            raise AssertionError("no answer within 30 s while the flood went on")
+
+        events = 0
+
+        def flooded(frames) -> bool:
+            nonlocal events
+            events += len(frames)
+            return events > 20_000  # the flood is on and the reader behind it
+
+        read_slowly(flooded)
+        for request in (encode("PING"), encode("UNSUB", "load.>") + encode("PING")):
+            slow.send(request)
+            read_slowly(lambda frames: any(f[0] == "PONG" for f in frames))
+        slow.until_pong()  # what was queued before the UNSUB
+        assert slow.until_pong() == [], "the UNSUB was not carried out"
+    finally:
+        stop.set()
+        flooder.join(30)

@@ -38,7 +38,7 @@ def _victim(path: str, role: str, ready) -> None:
         await bus.connect()
         if role == "sub":
             async with bus.subscribe(">") as sub:
-                await bus.flush(timeout=90)  # behind the flood of events: slow on a loaded machine
+                await bus.flush(timeout=90)  # its PONG comes behind the flood of events
                 ready.set()
                 async for _ in sub:
                     pass

@@ -38,6 +38,12 @@ WRITE_LOW = 64 * 1024
 # After a pause, the outbox moves to the transport in slices of this size, so
 # a slow reader never holds more than about one slice beyond the queue limit.
 DRAIN_SLICE = 64 * 1024
+# Replies (PONG, ERR) queued for a client while its transport is paused. Past
+# this the broker stops reading it until it reads: a client that floods PINGs
+# and never reads cannot pile up PONGs, while one that reads slowly under a
+# flood of events (its transport paused nearly always) still has its PING,
+# SUB and UNSUB read and answered.
+MAX_REPLIES_PAUSED = 1024
 _PEERCRED = struct.Struct("3i")
 
 
@@ -58,6 +64,8 @@ class BrokerProtocol(asyncio.Protocol):
         self.box = impl.Outbox(broker.stats, broker.queue_limit, broker.dirty, broker.stall_at)
         self.box.conn = self  # the broker's way back from a dirty outbox
         self.stalled = False  # not read for a moment: a subscriber it feeds is behind
+        self.gagged = False  # not read until it reads: too many replies wait for it
+        self.replies = 0  # replies queued since its transport paused
         self.said_bye = False
         self.told_dropped = 0  # drops this client has been told of (ERR slow_consumer)
         self.wrote = False  # anything written yet (the HELLO reply must be first)
@@ -119,7 +127,7 @@ class BrokerProtocol(asyncio.Protocol):
 
     def unstall(self) -> None:
         self.stalled = False
-        if not self.box.paused and not self.box.closing:
+        if not self.gagged and not self.box.closing:
             self.transport.resume_reading()
 
     def eof_received(self) -> bool:
@@ -133,15 +141,18 @@ class BrokerProtocol(asyncio.Protocol):
         self.box.conn = None  # break the cycle
 
     def pause_writing(self) -> None:
-        # A client that does not read what we send gets no more of its own
-        # requests read either: its PINGs cannot pile up PONGs without bound.
+        # Its requests are still read (see MAX_REPLIES_PAUSED): stopping here
+        # would starve a slow reader for good, since each resume refills the
+        # transport and pauses again before the loop gets to read.
         self.box.paused = True
-        self.transport.pause_reading()
+        self.replies = 0
 
     def resume_writing(self) -> None:
         self.box.paused = False
-        if not self.box.closing and not self.stalled:
-            self.transport.resume_reading()
+        if self.gagged:
+            self.gagged = False
+            if not self.box.closing and not self.stalled:
+                self.transport.resume_reading()
         self.drain()
 
     # -- requests other than valid PUBs
@@ -197,6 +208,11 @@ class BrokerProtocol(asyncio.Protocol):
     def send(self, frame: bytes) -> None:
         """Queue ``frame``; it is written when the current read is handled."""
         self.box.send(frame)
+        if self.box.paused:
+            self.replies += 1
+            if self.replies >= MAX_REPLIES_PAUSED and not self.gagged:
+                self.gagged = True
+                self.transport.pause_reading()
 
     def drain(self) -> None:
         """Hand the outbox to the transport until it is empty or the transport pushes back."""
