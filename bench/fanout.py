@@ -324,15 +324,46 @@ class System:
                 return "uvloop not installed"
         return None
 
+    def broker_command(self, path: str, *extra: str) -> list[str]:
+        """The decnet broker's command line (run from ROOT, with ``self.env``)."""
+        return [sys.executable, "-m", "decnet", "bus", "--socket", path, "--loop", self.loop,
+                "--log-level", "warning", *self.broker_args, *extra]
+
+    def broker_hot_path(self) -> bool:
+        """Whether the decnet broker, started as the trials start it, runs the
+        compiled hot path. The clients report their own; the broker runs from
+        ROOT, where a checkout without an in-place build imports the pure twin
+        without a word, so it is asked: its heartbeat says ``accelerated``."""
+        from brokerproc import hello  # beside this file
+        from decnet.bus._purematch import FrameDecoder, encode
+
+        tmp = tempfile.mkdtemp(prefix=f"fanout-probe-{self.name}-")
+        path = os.path.join(tmp, "bus.sock")
+        p = spawn(self.broker_command(path, "--health-interval", "0.05"), self.env,
+                  os.path.join(tmp, "server.log"), pipes=False)
+        try:
+            wait_connectable(p, socket.AF_UNIX, path)
+            with hello(path, "fanout-probe") as sock:
+                sock.settimeout(10)
+                sock.sendall(encode("SUB", "system.bus.health"))
+                decoder = FrameDecoder(1 << 20)
+                while True:
+                    data = sock.recv(65536)
+                    if not data:
+                        raise TrialError("failed", f"broker closed the probe: {log_tail(p)}")
+                    for verb, topic, body in decoder.feed(data):
+                        if verb == "EVT" and topic == "system.bus.health":
+                            return bool(json.loads(body)["accelerated"])
+        finally:
+            stop(p)
+            shutil.rmtree(tmp, ignore_errors=True)
+
     def start_server(self, tmp: str) -> tuple[subprocess.Popen | None, str]:
         """Start the server; return (process or None, the address clients use)."""
         log = os.path.join(tmp, "server.log")
         if self.kind == "decnet":
             path = os.path.join(tmp, "bus.sock")
-            cmd = [sys.executable, "-m", "decnet", "bus", "--socket", path, "--loop",
-                   "asyncio" if self.name == "decnet-asyncio" else "uvloop", "--log-level", "warning",
-                   *self.broker_args]
-            p = spawn(cmd, self.env, log, pipes=False)
+            p = spawn(self.broker_command(path), self.env, log, pipes=False)
             wait_connectable(p, socket.AF_UNIX, path)
             return p, path
         if self.kind == "nats":
@@ -679,8 +710,16 @@ def main(argv=None) -> int:
         why = s.missing()
         if why:
             print(f"NOTE: skipping {name}: {why}", flush=True)
-        else:
-            systems.append(s)
+            continue
+        if s.kind == "decnet":
+            compiled = s.broker_hot_path()
+            print(f"- {name} broker hot path: {'compiled' if compiled else 'pure Python'}", flush=True)
+            if compiled != (name != "decnet-pure"):
+                print(f"error: the {name} broker (python -m decnet, run from {ROOT}) runs the "
+                      f"{'compiled' if compiled else 'pure'} hot path; build it in place first: "
+                      f"{sys.executable} -m pip install -e {ROOT}", file=sys.stderr)
+                return 2
+        systems.append(s)
     if not systems:
         print("nothing to run", file=sys.stderr)
         return 1

@@ -8,6 +8,7 @@ import pytest
 from brokers import BrokerProcess
 from decnet.bus._purematch import encode
 from rawclient import Raw
+from stress import report
 
 
 def test_hello_reply_announces_the_server(broker):
@@ -333,9 +334,13 @@ def test_a_slow_reader_under_a_flood_still_has_its_requests_answered(broker):
             return events > 20_000  # the flood is on and the reader behind it
 
         read_slowly(flooded)
+        took = []
         for request in (encode("PING"), encode("UNSUB", "load.>") + encode("PING")):
+            asked = time.monotonic()
             slow.send(request)
             read_slowly(lambda frames: any(f[0] == "PONG" for f in frames))
+            took.append(round(time.monotonic() - asked, 3))
+        report("slow reader under a flood", loop=broker.loop, pong_after_s=took)
         slow.until_pong()  # what was queued before the UNSUB
         assert slow.until_pong() == [], "the UNSUB was not carried out"
     finally:
