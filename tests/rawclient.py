@@ -57,6 +57,16 @@ class Raw:
                 return frames
             frames.append(frame)
 
+    def count_events(self, want: int) -> int:
+        """Read until ``want`` EVTs came (or EOF); how many came."""
+        n = 0
+        while n < want:
+            frame = self.frame()
+            if frame is None:
+                break
+            n += frame[0] == "EVT"
+        return n
+
     def heartbeat(self, want=lambda health: True, timeout: float = 20.0) -> dict:
         """The next system.bus.health heartbeat that satisfies ``want``
         (subscribes to it on first use; other frames are skipped)."""

@@ -29,16 +29,6 @@ QUEUE_LIMIT = 8 * MiB  # the default
 RSS_OVERHEAD = 24 * MiB
 
 
-def _count_evts(raw: Raw, want: int, got: list) -> None:
-    n = 0
-    while n < want:
-        frame = raw.frame()
-        if frame is None:
-            break
-        n += frame[0] == "EVT"
-    got.append(n)
-
-
 def _stats(path) -> dict:
     """The broker's counters, as `decnet bus stats --json` prints them."""
     return orjson.loads(subprocess.run(
@@ -62,7 +52,7 @@ def test_a_subscriber_that_never_reads_costs_the_broker_its_queue_limit_only(soc
         pid = proc.proc.pid
         baseline = peak = rss(pid)
         got: list = []
-        reader = threading.Thread(target=_count_evts, args=(healthy, count, got))
+        reader = threading.Thread(target=lambda: got.append(healthy.count_events(count)))
         reader.start()
         batch = b"".join(encode("PUB", f"load.{i % 10}", body) for i in range(100))
         for i in range(count // 100):
