@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import threading
 import time
 
 import orjson
@@ -57,16 +58,6 @@ class Raw:
                 return frames
             frames.append(frame)
 
-    def count_events(self, want: int) -> int:
-        """Read until ``want`` EVTs came (or EOF); how many came."""
-        n = 0
-        while n < want:
-            frame = self.frame()
-            if frame is None:
-                break
-            n += frame[0] == "EVT"
-        return n
-
     def heartbeat(self, want=lambda health: True, timeout: float = 20.0) -> dict:
         """The next system.bus.health heartbeat that satisfies ``want``
         (subscribes to it on first use; other frames are skipped)."""
@@ -99,3 +90,55 @@ class Raw:
 
     def close(self) -> None:
         self.sock.close()
+
+
+class Follower:
+    """Counts the EVTs a healthy ``Raw`` subscriber receives, on a thread.
+
+    A publisher calls ``keep_within(sent, window)`` before each send: a reader
+    that keeps up is never held, and one starved of CPU on a loaded machine
+    (another process, or this one's publishing thread holding the GIL) never
+    falls so far behind that its own queue overflows. What such a test shows
+    is what the broker does with a reader that does not keep up, beside one
+    that does; whether a test thread gets the CPU in time is not its subject.
+    """
+
+    def __init__(self, raw: Raw, want: int) -> None:
+        self.raw, self.want = raw, want
+        self.count = 0
+        self.done = False
+        self.error: BaseException | None = None
+        self.changed = threading.Condition()
+        self.thread = threading.Thread(target=self._read, daemon=True)
+        self.thread.start()
+
+    def _read(self) -> None:
+        try:
+            while self.count < self.want:
+                frame = self.raw.frame()
+                if frame is None:
+                    break
+                if frame[0] == "EVT":
+                    with self.changed:
+                        self.count += 1
+                        self.changed.notify_all()
+        except BaseException as error:  # handed to result()
+            self.error = error
+        finally:
+            with self.changed:
+                self.done = True
+                self.changed.notify_all()
+
+    def keep_within(self, sent: int, window: int, timeout: float = 60.0) -> None:
+        """Wait until the reader is at most ``window`` events behind ``sent``."""
+        with self.changed:
+            self.changed.wait_for(lambda: self.done or sent - self.count <= window, timeout)
+        assert sent - self.count <= window or self.done, f"the reader stayed {sent - self.count} events behind for {timeout} s"
+
+    def result(self, timeout: float = 120.0) -> int:
+        """How many EVTs it received, once it has them all (or the stream ended)."""
+        self.thread.join(timeout)
+        if self.error is not None:
+            raise self.error
+        assert not self.thread.is_alive(), f"the reader is still waiting after {timeout} s ({self.count} of {self.want})"
+        return self.count

@@ -7,7 +7,7 @@ import pytest
 
 from brokers import BrokerProcess
 from decnet.bus._purematch import encode
-from rawclient import Raw
+from rawclient import Follower, Raw
 from stress import report
 
 
@@ -206,11 +206,7 @@ def test_connection_limit_and_the_file_descriptor_limit(sockdir, loop_name):
 def test_a_subscriber_that_never_reads_slows_nobody(sockdir, loop_name):
     """Drop-oldest on the stuck subscriber's queue; the healthy one gets every event."""
     import socket
-    import threading
 
-    # 1 MiB: a healthy reader on a loaded machine may miss the odd 5 ms stall
-    # and fall a few reads behind; 256 KiB was less than one read of margin (a
-    # flake seen under CPU load).
     with BrokerProcess(sockdir / "bus.sock", "--queue-limit", "1048576", "--health-interval", "0.2", loop=loop_name) as proc:
         stuck = Raw(proc.path)
         stuck.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
@@ -221,16 +217,14 @@ def test_a_subscriber_that_never_reads_slows_nobody(sockdir, loop_name):
         healthy.until_pong()
         count, body = 20_000, orjson.dumps({"pad": "x" * 1000})  # ~20 MiB through the broker
         batch = b"".join(encode("PUB", f"load.{i % 10}", body) for i in range(100))
-        got: list = []
-        reader = threading.Thread(target=lambda: got.append(healthy.count_events(count)))
-        reader.start()
-        for _ in range(count // 100):
+        follower = Follower(healthy, count)
+        for i in range(count // 100):
+            follower.keep_within(i * 100, 300)  # ~300 KiB: inside its 1 MiB queue however loaded the machine
             pub.send(batch)
         started = time.monotonic()
         pub.until_pong()  # the publisher was never held up by the stuck reader
         assert time.monotonic() - started < 5
-        reader.join(60)
-        assert got == [count], "the healthy subscriber must receive every event"
+        assert follower.result() == count, "the healthy subscriber must receive every event"
         health = Raw(proc.path).heartbeat(lambda h: h["published"] >= count)
         assert 0 < health["dropped"] <= count
 
