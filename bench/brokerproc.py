@@ -77,6 +77,7 @@ class Broker:
 def hello(path, name: str = "bench") -> socket.socket:
     """A raw connection that has said HELLO (the reply is read)."""
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.settimeout(10)  # a broker that accepts and never answers fails the run, not hangs it
     sock.connect(str(path))
     sock.sendall(encode("HELLO", None, orjson.dumps({"v": 1, "name": name, "pid": os.getpid()})))
     decoder = FrameDecoder(1 << 20)

@@ -22,10 +22,11 @@ route = unix_server.route
 check_topic = unix_server.impl.check_topic
 
 
-def data_received(self, data: bytes) -> None:
+def handle(self, data: bytes = b"") -> None:
     broker = self.broker
     try:
-        self.decoder.feed(data)
+        if data:
+            self.decoder.feed(data)
         for verb, topic, body in self.decoder:
             if verb is C.PUB and self.hello and topic is not None and not topic.startswith(C.RESERVED_PREFIX):
                 try:
@@ -39,7 +40,7 @@ def data_received(self, data: bytes) -> None:
                     continue
             else:
                 self._request(verb, topic, body)
-            if self.box.closing:
+            if self.box.closing or self.gagged:
                 break
     except FrameError as error:
         self.fail(error.code, str(error))
@@ -47,7 +48,7 @@ def data_received(self, data: bytes) -> None:
     broker.flush()
 
 
-unix_server.BrokerProtocol.data_received = data_received
+unix_server.BrokerProtocol.handle = handle
 
 if __name__ == "__main__":
     from decnet.cli import main

@@ -95,9 +95,15 @@ class BrokerProtocol(asyncio.Protocol):
         self.broker.accept(self)
 
     def data_received(self, data: bytes) -> None:
+        self.handle(data)
+
+    def handle(self, data: bytes = b"") -> None:
+        """Feed ``data`` to the decoder and act on the whole frames it holds."""
         broker, box, decoder = self.broker, self.box, self.decoder
+        published = broker.stats.published
         try:
-            decoder.feed(data)
+            if data:
+                decoder.feed(data)
             while True:
                 # relay() routes every valid PUB in C and hands back anything else.
                 frame = relay(decoder, broker.index, box, self.echo, broker.stats) if self.hello else next(decoder, None)
@@ -106,11 +112,15 @@ class BrokerProtocol(asyncio.Protocol):
                 self._request(*frame)
                 if box.closing:  # BYE, or a request that closed us: nothing after it counts
                     break
+                if self.gagged:  # the rest waits in the decoder until it reads (resume_writing)
+                    break
         except FrameError as error:
             self.fail(error.code, str(error))
         if broker.stats.pressure:
             broker.stats.pressure = False
-            self.stall()
+            # Only a publisher is held: a reply that filled the reader's own queue holds nobody.
+            if broker.stats.published != published:
+                self.stall()
         broker.flush()
 
     def stall(self) -> None:
@@ -127,8 +137,15 @@ class BrokerProtocol(asyncio.Protocol):
 
     def unstall(self) -> None:
         self.stalled = False
-        if not self.gagged and not self.box.closing:
+        self.resume()
+
+    def resume(self) -> None:
+        """Read again unless stalled, gagged or closing, starting with the
+        frames a gag left in the decoder (no new data may come to push them:
+        the client may be waiting for their answers)."""
+        if not (self.stalled or self.gagged or self.box.closing):
             self.transport.resume_reading()
+            self.handle()
 
     def eof_received(self) -> bool:
         return False  # close our side too
@@ -151,8 +168,7 @@ class BrokerProtocol(asyncio.Protocol):
         self.box.paused = False
         if self.gagged:
             self.gagged = False
-            if not self.box.closing and not self.stalled:
-                self.transport.resume_reading()
+            self.resume()
         self.drain()
 
     # -- requests other than valid PUBs
