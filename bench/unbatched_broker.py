@@ -6,8 +6,9 @@ Runs ``decnet`` (same options) with one change: every PUB is routed and
 written out to its subscribers before the next one is decoded, so each
 delivery is its own ``writelines`` (its own ``write`` system call), as a
 broker that does not batch would. Everything else — compiled decoding, index
-lookup, outboxes, flow control — is the real broker's. bench/capacity.py
-runs it with ``--unbatched``. Not for production: it exists to be compared.
+lookup, outboxes, flow control — is the real broker's, except that it never
+holds a publisher (``--max-stall-ms``). bench/capacity.py runs it with
+``--unbatched``. Not for production: it exists to be compared.
 """
 
 from __future__ import annotations

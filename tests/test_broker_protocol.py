@@ -1,5 +1,9 @@
 """The broker on the wire (SPEC §3, §4), through raw sockets, on uvloop and asyncio."""
 
+import resource
+import select
+import socket
+import threading
 import time
 
 import orjson
@@ -177,8 +181,6 @@ def test_connection_limit_and_the_file_descriptor_limit(sockdir, loop_name):
     """Past --max-connections a client is told why and closed; once one leaves
     there is room again. The broker raises its own RLIMIT_NOFILE soft limit to
     the hard one, whatever soft limit it was started with."""
-    import resource
-
     def low_soft_limit():
         resource.setrlimit(resource.RLIMIT_NOFILE, (256, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
 
@@ -205,8 +207,6 @@ def test_connection_limit_and_the_file_descriptor_limit(sockdir, loop_name):
 
 def test_a_subscriber_that_never_reads_slows_nobody(sockdir, loop_name):
     """Drop-oldest on the stuck subscriber's queue; the healthy one gets every event."""
-    import socket
-
     with BrokerProcess(sockdir / "bus.sock", "--queue-limit", "1048576", "--health-interval", "0.2", loop=loop_name) as proc:
         stuck = Raw(proc.path)
         stuck.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
@@ -240,12 +240,9 @@ def test_nothing_after_bye_is_processed(broker):
 
 def test_a_client_flooding_pings_without_reading_cannot_hurt_the_broker(sockdir, loop_name):
     """Its PONGs cannot pile up: the broker stops reading a client that does not read once replies wait for it."""
-    import select
-    import socket as socketlib
-
     with BrokerProcess(sockdir / "bus.sock", "--queue-limit", "65536", loop=loop_name) as proc:
         flood = Raw(proc.path)
-        flood.sock.setsockopt(socketlib.SOL_SOCKET, socketlib.SO_RCVBUF, 4096)
+        flood.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
         flood.sock.setblocking(False)
         pings = encode("PING") * 20_000  # 180 KB a write
         cap = 16 * 1024 * 1024
@@ -272,10 +269,7 @@ def test_a_slow_reader_under_a_flood_still_has_its_requests_answered(broker):
     while its transport was paused, and each resume refilled the transport and
     paused it again before the loop could read. A subscriber slower than the
     publishers therefore never had its PING (or SUB, UNSUB) read: flush() timed
-    out and the client's keepalive would have called the broker dead."""
-    import socket
-    import threading
-
+    out and an UNSUB never took effect."""
     slow = Raw(broker.path, timeout=30)
     slow.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # a few KiB a read: slow
     slow.send(encode("SUB", "load.>"))
