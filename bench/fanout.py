@@ -343,8 +343,7 @@ class System:
                   os.path.join(tmp, "server.log"), pipes=False)
         try:
             wait_connectable(p, socket.AF_UNIX, path)
-            with hello(path, "fanout-probe") as sock:
-                sock.settimeout(10)
+            with hello(path, "fanout-probe") as sock:  # times out after 10 s
                 sock.sendall(encode("SUB", "system.bus.health"))
                 decoder = FrameDecoder(1 << 20)
                 while True:

@@ -298,8 +298,7 @@ def test_a_slow_reader_under_a_flood_still_has_its_requests_answered(sockdir, lo
             def read_slowly(until) -> None:
                 deadline = time.monotonic() + 30
                 while time.monotonic() < deadline:
-                    # At most 4 KiB a millisecond, so slower than any broker on any
-                    # machine (SO_RCVBUF would not do: AF_UNIX streams ignore it).
+                    # A bounded read: SO_RCVBUF would not do, AF_UNIX streams ignore it.
                     data = slow.sock.recv(4096)
                     assert data, "the broker closed the slow reader"
                     if until(list(slow.decoder.feed(data))):

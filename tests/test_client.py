@@ -4,12 +4,14 @@ back-pressure, reconnect with gaps, and what get_bus() builds."""
 import asyncio
 import os
 import signal
+import socket
 import time
 
 import pytest
 
 from brokers import BrokerProcess
 from decnet.bus import BusUnavailable, NullBus, TopicError, UnixBus, factory, get_bus
+from decnet.bus.protocol import encode
 from decnet.bus.unix_client import WRITE_HIGH
 
 WAIT = 15.0
@@ -18,10 +20,8 @@ WAIT = 15.0
 @pytest.fixture
 def silent_server(sockdir):
     """A socket path where a server accepts connections and never answers."""
-    import socket as socketlib
-
     path = sockdir / "silent.sock"
-    silent = socketlib.socket(socketlib.AF_UNIX, socketlib.SOCK_STREAM)
+    silent = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     silent.bind(str(path))
     silent.listen(4)
     yield path
@@ -271,8 +271,6 @@ def test_a_subscribe_the_broker_never_confirms_goes_live_later(silent_server, ru
 @pytest.mark.parametrize("hello_body", [b"not json", b"[1, 2]", b'{"v": 1, "max_payload": "big"}'])
 def test_malformed_control_frames_from_a_broken_broker_do_not_crash_the_client(sockdir, loop_name, run, hello_body):
     """A bad HELLO reply or ERR body is logged and ignored; the events still flow."""
-    from decnet.bus.protocol import encode
-
     path = sockdir / "broken.sock"
 
     async def main():

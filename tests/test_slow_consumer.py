@@ -6,7 +6,6 @@ Short by default; ``DECNET_BUS_STRESS=long`` pushes 1 GiB (docs/RELIABILITY.md).
 
 from __future__ import annotations
 
-import asyncio
 import subprocess
 import sys
 import threading
