@@ -12,7 +12,7 @@ from pathlib import Path
 
 import orjson
 
-from decnet.bus._purematch import FrameDecoder, encode
+from decnet.bus._pure import FrameDecoder, encode
 
 
 class Broker:

@@ -16,7 +16,7 @@ import os
 import time
 
 from brokerproc import Broker, hello, until_pong
-from decnet.bus._purematch import encode
+from decnet.bus._pure import encode
 
 BODY = b'{"decky":"d00","state":"up","pad":"' + b"x" * 160 + b'"}'
 PUB_SIZE = len(encode("PUB", "decky.d00.state", BODY))  # every topic has the same length

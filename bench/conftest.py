@@ -1,16 +1,5 @@
-"""Every micro-benchmark runs against both implementations."""
+"""Every micro-benchmark runs against both implementations, through the tests'
+own ``impl`` fixture (tests/implementations.py, on the path by pyproject's
+``pythonpath``)."""
 
-import pytest
-
-from decnet.bus._compat import implementations
-
-IMPLS = implementations()
-
-
-@pytest.fixture(params=["pure", "compiled"])
-def impl(request):
-    """The module under test: ``_purematch`` or ``_fastmatch``."""
-    module = IMPLS.get(request.param)
-    if module is None:
-        pytest.skip("compiled extension not built")
-    return module
+from implementations import impl  # noqa: F401  (the fixture)

@@ -335,7 +335,7 @@ class System:
         ROOT, where a checkout without an in-place build imports the pure twin
         without a word, so it is asked: its heartbeat says ``accelerated``."""
         from brokerproc import hello  # beside this file
-        from decnet.bus._purematch import FrameDecoder, encode
+        from decnet.bus._pure import FrameDecoder, encode
 
         tmp = tempfile.mkdtemp(prefix=f"fanout-probe-{self.name}-")
         path = os.path.join(tmp, "bus.sock")

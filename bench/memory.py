@@ -13,7 +13,7 @@ import threading
 import time
 
 from brokerproc import Broker, hello, until_pong
-from decnet.bus._purematch import encode
+from decnet.bus._pure import encode
 
 BODY = b'{"decky":"d00","state":"up","pad":"' + b"x" * 160 + b'"}'
 

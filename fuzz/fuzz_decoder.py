@@ -38,8 +38,8 @@ import tempfile
 
 import atheris
 
-with atheris.instrument_imports(include=["decnet.bus._purematch", "decnet.bus.errors"]):
-    from decnet.bus import _purematch as pure
+with atheris.instrument_imports(include=["decnet.bus._pure", "decnet.bus.errors"]):
+    from decnet.bus import _pure as pure
     from decnet.bus import constants as C
     from decnet.bus.errors import FrameError
 

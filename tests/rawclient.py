@@ -9,7 +9,7 @@ import time
 import orjson
 
 from decnet.bus import constants as C
-from decnet.bus._purematch import FrameDecoder, encode
+from decnet.bus._pure import FrameDecoder, encode
 
 
 class Raw:

@@ -40,7 +40,7 @@ from brokers import BrokerProcess, short_tmpdir
 from decnet.bus import FakeBus, NullBus, TopicError, UnixBus
 from decnet.bus import constants as C
 from decnet.bus._compat import implementations
-from decnet.bus._purematch import encode
+from decnet.bus._pure import encode
 from rawclient import Raw
 
 ROOT = os.geteuid() == 0

@@ -8,7 +8,7 @@ import asyncio
 
 import orjson
 
-from decnet.bus._purematch import FrameDecoder, encode
+from decnet.bus._pure import FrameDecoder, encode
 from decnet.bus.unix_server import MAX_REPLIES_PAUSED, Broker, BrokerProtocol
 
 HELLO = encode("HELLO", None, orjson.dumps({"v": 1, "name": "flow", "pid": 0}))

@@ -9,7 +9,7 @@ import orjson
 import pytest
 
 from brokers import BrokerProcess
-from decnet.bus._purematch import encode
+from decnet.bus._pure import encode
 from rawclient import Follower, Raw
 from stress import report
 

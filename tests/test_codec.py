@@ -28,7 +28,7 @@ def stream():
 
 
 def _encode(frame):
-    from decnet.bus._purematch import encode
+    from decnet.bus._pure import encode
 
     return encode(*frame)
 

@@ -185,7 +185,8 @@ def test_iterating_without_entering_says_how(make_bus, run):
     async def main():
         bus = make_bus()
         with pytest.raises(BusError, match="async with"):
-            await bus.subscribe("a").__anext__()
+            async for _ in bus.subscribe("a"):
+                pass
         await bus.close()
 
     run(main())

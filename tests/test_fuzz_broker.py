@@ -20,7 +20,7 @@ from rawclient import Raw
 from stress import fds, report, scale
 
 from decnet.bus import constants as C
-from decnet.bus._purematch import FrameDecoder
+from decnet.bus._pure import FrameDecoder
 from decnet.bus.errors import FrameError
 from decnet.bus.protocol import encode
 

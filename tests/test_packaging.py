@@ -33,7 +33,7 @@ def test_compiled_is_the_default_in_a_fresh_process():
 def test_env_var_selects_the_twin_at_run_time(value):
     accelerated, module, _ = fresh_python(PROBE, DECNET_BUS_NO_EXTENSIONS=value)
     assert accelerated == "False"
-    assert module == "decnet.bus._purematch"
+    assert module == "decnet.bus._pure.index"
 
 
 @pytest.mark.parametrize("value", ["0", "", "false"])
@@ -77,5 +77,7 @@ def test_opt_out_builds_a_pure_python_wheel(tmp_path):
     [wheel] = (tmp_path / "out").glob("*.whl")
     assert wheel.name.endswith("-py3-none-any.whl")
     names = zipfile.ZipFile(wheel).namelist()
-    assert "decnet/bus/_purematch.py" in names
+    assert "decnet/bus/_pure/__init__.py" in names
+    # The Cython sources ship too (the sdist builds from them): every include file.
+    assert {f"decnet/bus/_{part}.pxi" for part in ("topics", "index", "codec", "delivery", "routing")} <= set(names)
     assert not [n for n in names if n.endswith((".so", ".pyd"))]

@@ -12,7 +12,7 @@ import sys
 import pytest
 
 from brokers import BrokerProcess
-from decnet.bus._purematch import encode
+from decnet.bus._pure import encode
 from rawclient import Raw
 
 

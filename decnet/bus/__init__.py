@@ -16,18 +16,17 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from ._compat import ACCELERATED, impl
-from .base import Bus, Event, Gap, Subscription
+from ._compat import ACCELERATED, SubscriptionIndex
+from .base import BaseSubscription, Bus, Event, Gap, Subscription
 from .errors import BusError, FrameError, TopicError
 from .factory import get_bus
 from .fake import FakeBus, NullBus
 from .topics import check_pattern, check_topic, matches
 from .unix_client import BusUnavailable, UnixBus
 
-SubscriptionIndex = impl.SubscriptionIndex
-
 __all__ = [
     "ACCELERATED",
+    "BaseSubscription",
     "Bus",
     "BusError",
     "BusUnavailable",

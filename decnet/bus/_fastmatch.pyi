@@ -1,15 +1,20 @@
-"""Stub of the compiled hot path; ``_purematch.py`` is its twin and has the same API."""
+"""Stub of the compiled hot path (``_fastmatch.pyx`` and its include files); the
+package ``_pure`` is its twin and has the same API."""
 
 from typing import Any, Hashable, Iterator, Optional, Tuple
+
+from ._shared import ACTIVE as ACTIVE, CLOSED as CLOSED, NEW as NEW, Gap as Gap
 
 Buffer = bytes | bytearray | memoryview
 
 Frame = Tuple[str, Optional[str], bytes]
 
+# _topics.pxi
 def check_topic(topic: str) -> str: ...
 def check_pattern(pattern: str) -> str: ...
 def matches(pattern: str, topic: str) -> bool: ...
 
+# _index.pxi
 class SubscriptionIndex:
     cache_size: int
     def __init__(self, cache_size: int = ...) -> None: ...
@@ -20,6 +25,7 @@ class SubscriptionIndex:
     def remove(self, pattern: str, subscriber: Hashable) -> bool: ...
     def lookup(self, topic: str) -> tuple: ...
 
+# _codec.pxi
 class FrameDecoder:
     relay: bool
     def __init__(self, max_payload: int = ..., relay: bool = ...) -> None: ...
@@ -33,10 +39,7 @@ class FrameDecoder:
 
 def encode(verb: str, arg: Optional[str] = None, body: Buffer = b"") -> bytes: ...
 
-NEW: int
-ACTIVE: int
-CLOSED: int
-
+# _delivery.pxi
 class Event:
     topic: str
     raw: bytes
@@ -44,14 +47,6 @@ class Event:
     def __init__(self, topic: str, raw: bytes) -> None: ...
     @property
     def payload(self) -> Any: ...
-
-class Gap:
-    gap: bool
-    topic: None
-    payload: None
-    reason: str
-    lost: Optional[int]
-    def __init__(self, reason: str, lost: Optional[int] = None) -> None: ...
 
 class EventQueue:
     maxsize: int
@@ -71,6 +66,7 @@ class EventQueue:
 def deliver(index: SubscriptionIndex, topic: str, raw: bytes) -> int: ...
 def client_feed(decoder: FrameDecoder, index: SubscriptionIndex, data: Buffer) -> list[Frame]: ...
 
+# _routing.pxi
 class RouteStats:
     published: int
     routed: int

@@ -1,36 +1,40 @@
 """The interface every bus offers: ``Bus``, ``Subscription``, ``Event`` and ``Gap``.
 
 ``UnixBus`` (the real client), ``FakeBus`` and ``NullBus`` all derive from
-``Bus``, so a worker written against one runs against the others.
+``Bus``, so a worker written against one runs against the others. A bus runs
+on one hot-path implementation (``impl``, the selected one by default), and its
+Subscriptions queue events in that implementation's ``EventQueue``.
 """
 
 from __future__ import annotations
 
+from types import ModuleType
 from typing import Any, Optional, Union
 
 import orjson
 
+from . import _compat
 from . import constants as C
-from ._compat import impl
+from ._compat import ACTIVE, CLOSED, NEW, Event, Gap
 from .errors import BusError, TopicError
 from .topics import check_pattern, check_topic
 
-
-Event = impl.Event
-Gap = impl.Gap
 Item = Union[Event, Gap]
-NEW, ACTIVE, CLOSED = impl.NEW, impl.ACTIVE, impl.CLOSED
 
 
-class Subscription(impl.EventQueue):
+class BaseSubscription:
     """Events matching one pattern: an async context manager and an async iterator.
 
     ``async with bus.subscribe("decky.*.state") as sub: async for evt in sub: ...``
     Once inside ``async with``, the broker has the subscription. Iteration ends
     when the subscription or its bus is closed. The queue holds ``maxsize``
     events; when full, the oldest are dropped (``dropped`` counts them) and a
-    ``Gap`` tells the reader where, unless ``gaps=False``. The queue and the
-    iteration are the hot path's ``EventQueue`` (compiled, or its twin).
+    ``Gap`` tells the reader where, unless ``gaps=False``.
+
+    This is the Python half; the queue and the iteration are the hot path's
+    ``EventQueue``, and each implementation has its class joining the two
+    (``SubscriptionPy``, ``SubscriptionC``): ``isinstance(sub, BaseSubscription)``
+    holds for both, ``Subscription`` is the selected implementation's.
     """
 
     def __init__(self, bus: "Bus", pattern: str, maxsize: int = C.DEFAULT_SUBSCRIPTION_QUEUE, gaps: bool = True) -> None:
@@ -46,7 +50,12 @@ class Subscription(impl.EventQueue):
     def active(self) -> bool:
         return self.state == ACTIVE
 
-    async def __aenter__(self) -> "Subscription":
+    def __aiter__(self) -> "BaseSubscription":
+        if self.state == NEW:
+            raise BusError("enter the subscription first: async with bus.subscribe(pattern) as sub")
+        return self
+
+    async def __aenter__(self) -> "BaseSubscription":
         if self.state != NEW:
             raise BusError(f"subscription to {self.pattern!r} was already entered")
         self.state = ACTIVE
@@ -74,14 +83,48 @@ class Subscription(impl.EventQueue):
         return f"<Subscription {self.pattern!r} {state} queued={self.queued} dropped={self.dropped}>"
 
 
+_twins = _compat.implementations()
+
+
+class SubscriptionPy(BaseSubscription, _twins["pure"].EventQueue):
+    """A Subscription whose queue is the pure twin's ``EventQueue``."""
+
+
+_SUBSCRIPTIONS = {_twins["pure"]: SubscriptionPy}
+
+if "compiled" in _twins:
+
+    class SubscriptionC(BaseSubscription, _twins["compiled"].EventQueue):
+        """A Subscription whose queue is the compiled ``EventQueue``."""
+
+    _SUBSCRIPTIONS[_twins["compiled"]] = SubscriptionC
+
+#: The Subscription class of the selected implementation, ``_compat.impl``.
+Subscription = _SUBSCRIPTIONS[_compat.impl]
+
+
+def subscription_class(impl: ModuleType) -> type:
+    """The Subscription class whose queue is ``impl``'s ``EventQueue``."""
+    cls = _SUBSCRIPTIONS.get(impl)
+    if cls is None:
+        raise ValueError(f"{impl!r} is not one of the hot-path implementations {sorted(_twins)}")
+    return cls
+
+
 class Bus:
     """What every bus offers. Subclasses provide ``publish``, ``flush`` and the
-    hooks ``_attach``/``_detach``; the local fan-out to Subscriptions is here."""
+    hooks ``_attach``/``_detach``; the local fan-out to Subscriptions is here.
 
-    def __init__(self) -> None:
-        self._local = impl.SubscriptionIndex()
+    ``impl`` is the hot-path implementation it runs on (a module of
+    ``_compat.implementations()``; None for the selected one).
+    """
+
+    def __init__(self, impl: Optional[ModuleType] = None) -> None:
+        self._impl: ModuleType = _compat.impl if impl is None else impl
+        self._subscription_class = subscription_class(self._impl)
+        self._local = self._impl.SubscriptionIndex()
         self._pattern_refs: dict[str, int] = {}
-        self._subscriptions: set[Subscription] = set()
+        self._subscriptions: set[BaseSubscription] = set()
         self._closed = False
 
     async def publish(self, topic: str, payload: Any = None) -> None:
@@ -92,11 +135,11 @@ class Bus:
         """
         raise NotImplementedError
 
-    def subscribe(self, pattern: str, *, maxsize: int = C.DEFAULT_SUBSCRIPTION_QUEUE, gaps: bool = True) -> Subscription:
+    def subscribe(self, pattern: str, *, maxsize: int = C.DEFAULT_SUBSCRIPTION_QUEUE, gaps: bool = True) -> BaseSubscription:
         """A Subscription to ``pattern`` (``*`` one token, ``>`` the rest); enter it with ``async with``."""
         if self._closed:
             raise BusError("the bus is closed")
-        return Subscription(self, pattern, maxsize, gaps)
+        return self._subscription_class(self, pattern, maxsize, gaps)
 
     async def flush(self, timeout: Optional[float] = None) -> None:
         """Return once the broker has processed everything this bus sent before."""
@@ -129,7 +172,7 @@ class Bus:
             raise BusError(f"payload of {len(body)} bytes exceeds the broker's limit of {max_payload} bytes")
         return body
 
-    def _register(self, sub: Subscription) -> bool:
+    def _register(self, sub: BaseSubscription) -> bool:
         """Add ``sub`` to the local fan-out; True if its pattern is new here."""
         if self._closed:
             raise BusError("the bus is closed")
@@ -139,7 +182,7 @@ class Bus:
         self._pattern_refs[sub.pattern] = refs + 1
         return refs == 0
 
-    def _unregister(self, sub: Subscription) -> bool:
+    def _unregister(self, sub: BaseSubscription) -> bool:
         """Remove ``sub``; True if no other local Subscription has its pattern."""
         if sub not in self._subscriptions:
             return False
@@ -153,10 +196,10 @@ class Bus:
         return True
 
     def _deliver(self, topic: str, raw: bytes) -> None:
-        impl.deliver(self._local, topic, raw)
+        self._impl.deliver(self._local, topic, raw)
 
-    async def _attach(self, sub: Subscription) -> None:
+    async def _attach(self, sub: BaseSubscription) -> None:
         raise NotImplementedError
 
-    async def _detach(self, sub: Subscription) -> None:
+    async def _detach(self, sub: BaseSubscription) -> None:
         raise NotImplementedError

@@ -54,3 +54,8 @@ def payload_too_large(size: int, limit: int) -> FrameError:
 
 def bad_line(reason: str) -> FrameError:
     return FrameError(C.E_BAD_LINE, f"cannot encode frame line: {reason}")
+
+
+def again(error: FrameError) -> FrameError:
+    """A fresh copy of ``error``: what a broken decoder raises on every later call."""
+    return FrameError(error.code, str(error))

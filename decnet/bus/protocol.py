@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-from ._compat import impl
+from ._compat import FrameDecoder, encode
 from .constants import *  # noqa: F403  (verbs, limits and error codes are the protocol's vocabulary)
 from .errors import FrameError
-
-FrameDecoder = impl.FrameDecoder
-encode = impl.encode
 
 __all__ = ["FrameDecoder", "FrameError", "encode"]

@@ -1,0 +1,152 @@
+"""Broker-side routing: ``RouteStats``, ``Outbox``, ``route`` and ``relay``.
+
+The pure-Python twin of ``_routing.pxi``: same names, same answers, same errors.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+from .. import constants as C
+from .codec import FrameDecoder
+from .index import SubscriptionIndex
+from .topics import _TOPIC_RE
+
+_PUB = C.PUB
+
+_EVT_PREFIX = b"EVT"
+
+
+class RouteStats:
+    """The broker's counters, kept where the routing happens."""
+
+    def __init__(self) -> None:
+        self.published = 0  # PUBs routed
+        self.routed = 0  # EVT frames queued for subscribers
+        self.dropped = 0  # of those, dropped by drop-oldest or lost at close
+        self.pressure = False  # an outbox that drains passed its stall mark
+
+
+class Outbox:
+    """One connection's outgoing frames: bounded, drop-oldest for EVTs.
+
+    ``send`` queues a frame and, the first time since the last ``take``, puts
+    the outbox on the broker's ``dirty`` list, so that everything routed while
+    handling one read goes out in one write. Over ``limit`` bytes the oldest
+    EVT frames are dropped and counted; control frames (PONG, ERR, BYE) never
+    are: they move to ``held`` and go out first.
+    """
+
+    def __init__(self, stats: RouteStats, limit: int, dirty: list, stall_at: int = 0) -> None:
+        self.stats = stats
+        self.limit = limit
+        self.dirty_list = dirty
+        self.stall_at = stall_at  # 0: never ask publishers to wait
+        self.progress = True  # drained since it last asked
+        self.frames: list = []
+        self.head = 0  # frames[:head] were shed
+        self.size = 0  # bytes in frames[head:]
+        self.held: list = []
+        self.dirty = False
+        self.paused = False
+        self.closing = False
+        self.dropped = 0
+        self.conn = None  # the connection it belongs to: the broker's business
+
+    @property
+    def pending(self) -> bool:
+        """Anything to write."""
+        return bool(self.size or self.held)
+
+    def send(self, frame: bytes) -> None:
+        if self.closing:
+            return
+        self.frames.append(frame)
+        self.size += len(frame)
+        if not self.dirty:
+            self.dirty = True
+            self.dirty_list.append(self)
+        if self.size > self.stall_at and self.progress and self.stall_at:
+            # A reader that is behind but reading: ask the publisher to wait a
+            # little (once per drain, so one that never reads asks once).
+            self.progress = False
+            self.stats.pressure = True
+        if self.size > self.limit:
+            self._shed()
+
+    def _shed(self) -> None:
+        frames, dropped = self.frames, 0
+        while self.size > self.limit and self.head < len(frames):
+            frame = frames[self.head]
+            frames[self.head] = None
+            self.head += 1
+            self.size -= len(frame)
+            if frame.startswith(_EVT_PREFIX):
+                dropped += 1
+            else:
+                self.held.append(frame)  # each control frame moves once: shedding stays linear
+        if self.head > 1024 and self.head * 2 > len(frames):
+            del frames[: self.head]
+            self.head = 0
+        self.dropped += dropped
+        self.stats.dropped += dropped
+
+    def take(self, max_bytes: int = 0) -> list:
+        """Frames to write now, oldest first: the held ones, then queued ones up
+        to ``max_bytes`` (at least one; all of them when ``max_bytes`` is 0)."""
+        self.dirty = False
+        self.progress = True
+        out, self.held = self.held, []
+        frames, head = self.frames, self.head
+        if not max_bytes or self.size <= max_bytes:
+            if out or head:
+                out.extend(frames[head:])
+            else:
+                out = frames  # the usual case: hand the list itself over
+            self.frames, self.head, self.size = [], 0, 0
+            return out
+        taken = 0
+        stop = head
+        while stop < len(frames) and taken < max_bytes:
+            taken += len(frames[stop])
+            stop += 1
+        out.extend(frames[head:stop])
+        del frames[:stop]
+        self.head = 0
+        self.size -= taken
+        return out
+
+    def discard(self) -> int:
+        """Throw away what is queued (the connection is gone); the EVTs lost."""
+        lost = sum(1 for frame in self.frames[self.head :] if frame.startswith(_EVT_PREFIX))
+        self.frames, self.head, self.size, self.held = [], 0, 0, []
+        self.closing = True
+        self.dropped += lost
+        self.stats.dropped += lost
+        return lost
+
+
+def route(index: SubscriptionIndex, sender: Optional[Outbox], echo: bool, topic: str, evt: bytes) -> int:
+    """Queue ``evt`` on every outbox subscribed to ``topic`` (the sender's only
+    with ``echo``); how many."""
+    count = 0
+    for box in index.lookup(topic):
+        if box is not sender or echo:
+            box.send(evt)
+            count += 1
+    return count
+
+
+def relay(decoder: FrameDecoder, index: SubscriptionIndex, sender: Outbox, echo: bool, stats: RouteStats):
+    """Route the PUBs that come next from a relay-mode decoder; return the first
+    frame that is anything else (a PUB with a bad or reserved topic included),
+    or None when no whole frame is left."""
+    for frame in decoder:
+        verb, topic, evt = frame
+        if verb is not _PUB or topic is None or topic.startswith(C.RESERVED_PREFIX):
+            return frame
+        if not (len(topic) <= C.MAX_TOPIC and _TOPIC_RE.fullmatch(topic)):
+            return frame
+        stats.published += 1
+        stats.routed += route(index, sender, echo, topic, evt)
+    return None
