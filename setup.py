@@ -50,6 +50,7 @@ def extensions():
     except ImportError as error:
         fail(error)
     try:
+        # cythonize follows the .pyx's include lines: a changed .pxi rebuilds it.
         return cythonize(
             [Extension("decnet.bus._fastmatch", ["decnet/bus/_fastmatch.pyx"])],
             compiler_directives={"language_level": 3},
