@@ -3,7 +3,7 @@
 # is _pure/codec.py.
 
 cdef Py_ssize_t MAX_LINE = C.MAX_LINE
-cdef Py_ssize_t LEN_SIZE = C.LEN_SIZE  # the decoder and encode spell its 4 bytes out
+cdef Py_ssize_t LEN_SIZE = C.LEN_SIZE  # must be 4: the decoder and encode spell those bytes out
 cdef unsigned long long MAX_LEN_FIELD = C.MAX_LEN_FIELD
 cdef object DEFAULT_MAX_PAYLOAD = C.DEFAULT_MAX_PAYLOAD
 cdef frozenset VERBS = C.VERBS
