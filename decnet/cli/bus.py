@@ -16,7 +16,9 @@ from typing import Any, Coroutine, Optional, TypeVar
 import orjson
 import typer
 
+from decnet.bus import BusError, BusUnavailable, TopicError, UnixBus, check_pattern, check_topic, worker
 from decnet.bus.config import FIELD_TYPES, ConfigError
+from decnet.bus.topics import SYSTEM_BUS_HEALTH
 from decnet.cli.options import FIELDS, cli_default, cli_help, cli_reason, cli_type, config_from_cli, flag, is_switch
 
 T = TypeVar("T")
@@ -46,9 +48,7 @@ def broker(ctx: typer.Context, **values: Any) -> None:
         config = config_from_cli(values)
     except ConfigError as error:
         raise typer.BadParameter(cli_reason(error, values), param_hint=f"'{flag(FIELDS[error.field])}'") from None
-    from decnet.bus.worker import run
-
-    raise typer.Exit(run(config))
+    raise typer.Exit(worker.run(config))
 
 
 def _broker_signature() -> inspect.Signature:
@@ -71,18 +71,14 @@ bus_app.callback()(broker)
 
 def _run(coro: Coroutine[Any, Any, T]) -> T:
     """Run ``coro`` on the client's loop (uvloop when it imports); its result."""
-    from decnet.bus.worker import loop_factory
-
     try:
-        with asyncio.Runner(loop_factory=loop_factory("auto")[1]) as runner:
+        with asyncio.Runner(loop_factory=worker.loop_factory("auto")[1]) as runner:
             return runner.run(coro)
     except KeyboardInterrupt:
         raise typer.Exit(130) from None
 
 
 async def _connected(socket: Optional[str], name: str):
-    from decnet.bus import BusUnavailable, UnixBus
-
     bus = UnixBus(socket, name=name)
     try:
         await bus.connect()
@@ -99,8 +95,6 @@ def pub(
     socket: Optional[str] = typer.Option(None, "--socket", help=SOCKET_HELP),
 ) -> None:
     """Publish events; exits once the broker has them."""
-    from decnet.bus import BusError, TopicError, check_topic
-
     try:
         check_topic(topic)
     except TopicError as error:
@@ -140,8 +134,6 @@ def sub(
     socket: Optional[str] = typer.Option(None, "--socket", help=SOCKET_HELP),
 ) -> None:
     """Print events as JSON lines: {"topic", "payload", "time"}."""
-    from decnet.bus import TopicError, check_pattern
-
     try:
         check_pattern(pattern)
     except TopicError as error:
@@ -177,8 +169,6 @@ def stats(
     socket: Optional[str] = typer.Option(None, "--socket", help=SOCKET_HELP),
 ) -> None:
     """Wait for the broker's next heartbeat (system.bus.health) and print it."""
-    from decnet.bus.topics import SYSTEM_BUS_HEALTH
-
     async def main() -> dict:
         bus = await _connected(socket, "decnet bus stats")
         try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import typer
 
+import decnet.bus as decnet_bus
 from decnet.cli.bus import bus_app
 
 app = typer.Typer(
@@ -20,8 +21,6 @@ app.add_typer(bus_app, name="bus")
 @app.command()
 def info() -> None:
     """Print the version of decnet-bus and which hot path this install runs."""
-    import decnet.bus as decnet_bus
-
     path = "compiled (Cython)" if decnet_bus.ACCELERATED else "pure Python (slower)"
     typer.echo(f"decnet-bus {decnet_bus.__version__}")
     typer.echo(f"hot path: {path}")
