@@ -146,6 +146,7 @@ def test_deploy_md_lists_every_visible_option():
         ({"max_payload": 1 << 32}, "max_payload"),
         ({"max_stall": 1.5}, "max_stall"),
         ({"health_interval": 0}, "health_interval"),
+        ({"hello_timeout": float("nan")}, "hello_timeout"),
         ({"mode": 0o1000}, "mode"),
         ({"loop": "tokio"}, "loop"),
         ({"log_level": "loud"}, "log_level"),

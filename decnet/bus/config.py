@@ -10,7 +10,7 @@ from __future__ import annotations
 import enum
 import os
 import typing
-from dataclasses import dataclass, field, fields
+from dataclasses import Field, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Optional
 
@@ -142,23 +142,23 @@ def _choice(name: str, kind: type[enum.Enum], value: Any) -> enum.Enum:
         raise ConfigError(name, f"must be one of {names}, got {value!r}") from None
 
 
-def _check_number(f, value: Any, kind: type) -> None:
+def _check_number(f: Field, value: Any, kind: type) -> None:
     allowed = (int,) if kind is int else (int, float)
-    if isinstance(value, bool) or not isinstance(value, allowed):
+    if isinstance(value, bool) or not isinstance(value, allowed) or value != value:  # NaN passes every bound
         raise ConfigError(f.name, f"must be {'an integer' if kind is int else 'a number'}, got {value!r}")
     low, high = f.metadata["min"], f.metadata["max"]
     if (low is not None and value < low) or (high is not None and value > high):
         raise ConfigError(f.name, f"must be {bounds(f)}, got {shown(f, value)}")
 
 
-def shown(f, value: float, scale: int = 1) -> str:
+def shown(f: Field, value: float, scale: int = 1) -> str:
     """A value of field ``f`` as the command line writes it (``scale``: CLI units per field unit)."""
     if f.metadata["octal"]:
         return f"{value:04o}"
     return str(value * scale) if isinstance(value, int) else f"{value * scale:g}"
 
 
-def bounds(f, scale: int = 1) -> str:
+def bounds(f: Field, scale: int = 1) -> str:
     """A field's bounds as people read them: ``within 0..1000``, ``at least 1``."""
     low, high = f.metadata["min"], f.metadata["max"]
     if low is not None and high is not None:
