@@ -9,6 +9,7 @@ import asyncio
 import orjson
 
 from decnet.bus._pure import FrameDecoder, encode
+from decnet.bus.config import BrokerConfig
 from decnet.bus.unix_server import MAX_REPLIES_PAUSED, Broker, BrokerProtocol
 
 HELLO = encode("HELLO", None, orjson.dumps({"v": 1, "name": "flow", "pid": 0}))
@@ -59,7 +60,7 @@ def connect(broker: Broker) -> tuple[BrokerProtocol, Transport]:
 
 def test_a_client_that_stops_reading_is_read_until_its_replies_pile_up(run):
     async def main():
-        conn, transport = connect(Broker())
+        conn, transport = connect(Broker(BrokerConfig()))
         conn.pause_writing()  # its socket is full: it is not reading
         conn.data_received(PING * (MAX_REPLIES_PAUSED - 1))
         assert transport.reading, "a few replies waiting must not stop the broker reading it"
@@ -84,7 +85,7 @@ def test_a_reply_that_fills_the_readers_own_queue_holds_nobody(run):
     queue's stall mark is not held (it used to be: its reading paused)."""
 
     async def main():
-        broker = Broker(queue_limit=1000, max_stall=5.0)  # stall mark at 750 bytes
+        broker = Broker(BrokerConfig(queue_limit=1000, max_stall=1.0))  # stall mark at 750 bytes
         sub, sub_transport = connect(broker)
         pub, pub_transport = connect(broker)
         sub.data_received(encode("SUB", "x"))

@@ -92,3 +92,125 @@ def test_user_mistakes_exit_2(sockdir):
     assert run_decnet("bus", "pub", "a.b", "{nope", socket_path=sockdir / "x").returncode == 2
     result = run_decnet("bus", "sub", "a.>.b", socket_path=sockdir / "x")
     assert result.returncode == 2 and "token 2" in result.stderr
+
+
+# -- the broker's options: one definition (BrokerConfig), one CLI generated from it
+
+import dataclasses  # noqa: E402
+import re  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+import typer  # noqa: E402
+
+from decnet.bus.config import BrokerConfig, ConfigError, LogLevel, Loop  # noqa: E402
+from decnet.cli import options  # noqa: E402
+from decnet.cli.bus import bus_app  # noqa: E402
+
+DEPLOY_MD = Path(__file__).parent.parent / "docs" / "deploy.md"
+
+
+def broker_params():
+    command = typer.main.get_command(bus_app)
+    return {p.name: p for p in command.params if p.name != "help"}
+
+
+def test_every_config_field_is_one_cli_option_and_back():
+    params = broker_params()
+    assert set(params) == {f.name for f in dataclasses.fields(BrokerConfig)}
+    for f in dataclasses.fields(BrokerConfig):
+        assert params[f.name].opts == [options.flag(f)]
+        assert f.metadata["help"] in (params[f.name].help or "")
+    assert params["batch_writes"].hidden and params["batch_writes"].opts == ["--unbatched"]
+    assert "--unbatched" not in CliRunner().invoke(app, ["bus", "--help"]).output
+
+
+def test_help_lists_the_choices_and_the_bounds():
+    out = CliRunner().invoke(app, ["bus", "--help"], terminal_width=200).output
+    assert "auto|uvloop|asyncio" in out and "debug|info|warning|error" in out
+    assert "Range: 0..1000." in out and "[default: 5.0]" in out  # --max-stall-ms, in ms
+    assert "Range: at least 1." in out and "[default: 0660]" in out
+
+
+def test_deploy_md_lists_every_visible_option():
+    table = DEPLOY_MD.read_text().split("## Options", 1)[1].split("\n## ", 1)[0]
+    documented = set(re.findall(r"^\| `(--[a-z-]+)", table, re.M))
+    visible = {options.flag(f) for f in dataclasses.fields(BrokerConfig) if not f.metadata["hidden"]}
+    assert documented == visible
+
+
+@pytest.mark.parametrize(
+    "kwargs,field",
+    [
+        ({"queue_limit": 0}, "queue_limit"),
+        ({"max_payload": 1 << 32}, "max_payload"),
+        ({"max_stall": 1.5}, "max_stall"),
+        ({"health_interval": 0}, "health_interval"),
+        ({"hello_timeout": float("nan")}, "hello_timeout"),
+        ({"mode": 0o1000}, "mode"),
+        ({"loop": "tokio"}, "loop"),
+        ({"log_level": "loud"}, "log_level"),
+        ({"max_connections": 2.5}, "max_connections"),
+        ({"batch_writes": "no"}, "batch_writes"),
+        ({"group": None}, "group"),
+    ],
+)
+def test_config_refuses_what_is_out_of_bounds(kwargs, field):
+    with pytest.raises(ConfigError) as error:
+        BrokerConfig(**kwargs)
+    assert error.value.field == field and isinstance(error.value, ValueError)
+    assert "\n" not in str(error.value) and field in str(error.value)
+
+
+def test_config_reads_choices_as_their_enums():
+    config = BrokerConfig(loop="uvloop", log_level="WARNING")
+    assert config.loop is Loop.uvloop and config.log_level is LogLevel.warning
+    assert config.loop == "uvloop" and config.log_level.upper() == "WARNING"
+
+
+ARGVS = [
+    [],
+    ["--socket", "/tmp/x.sock", "--loop", "asyncio", "--group", "wheel", "--mode", "0600"],
+    ["--max-payload=0", "--queue-limit", "1", "--health-interval", "0.5", "--max-subscriptions", "3"],
+    ["--max-connections", "7", "--max-stall-ms", "0", "--hello-timeout", "60", "--log-level", "debug"],
+    ["--max-stall-ms", "2.5", "--unbatched", "--loop=uvloop"],
+    ["--socket", ""],
+    ["--log-level", "INFO"],  # typer only: the fast reading takes exact choices
+    ["--max-payload", "1_000"],  # typer only
+]
+
+
+@pytest.mark.parametrize("argv", ARGVS, ids=lambda a: " ".join(a) or "no options")
+def test_the_typer_free_reading_gives_typers_config(argv, monkeypatch):
+    import decnet.bus.worker
+
+    seen = []
+    monkeypatch.setattr(decnet.bus.worker, "run", lambda config: seen.append(config) or 0)
+    result = CliRunner().invoke(app, ["bus", *argv])
+    assert result.exit_code == 0, result.output
+    fast = options.read_broker_argv(["bus", *argv])
+    assert fast is None or fast == seen[0]
+    if all(a not in ("INFO", "1_000") for a in argv):
+        assert fast is not None, "a plain option list must not need typer"
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["--help"], ["stats"], ["--queue-limit", "0"], ["--max-payload", "-1"], ["--loop"], ["--nope", "1"],
+     ["--group", "a", "--group", "b"], ["--unbatched=1"], ["--mode", "9"], ["--max-stall-ms", "1e3"]],
+)
+def test_the_typer_free_reading_leaves_the_rest_to_typer(argv):
+    assert options.read_broker_argv(["bus", *argv]) is None
+
+
+def test_the_broker_process_runs_without_typer():
+    """Typer brings pydantic; neither stays in the long-running broker."""
+    code = (
+        "import sys, decnet.bus.worker as w, decnet.cli as cli\n"
+        "w.run = lambda config: print(sorted(m for m in ('typer', 'pydantic', 'rich') if m in sys.modules), config.queue_limit) or 0\n"
+        "sys.argv = ['decnet', 'bus', '--queue-limit', '4096']\n"
+        "cli.main()\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["[]", "4096"]

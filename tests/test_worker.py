@@ -128,11 +128,18 @@ def test_socket_activation_and_notify(sockdir, loop_name):
     "args,message",
     [
         (["--mode", "999"], "octal"),
-        (["--loop", "tokio"], "auto, uvloop or asyncio"),
+        (["--mode", "1777"], "'--mode': must be within 0000..0777, got 1777"),
+        (["--loop", "tokio"], "'auto', 'uvloop', 'asyncio'"),
+        (["--log-level", "LOUD"], "'debug', 'info', 'warning', 'error'"),
         (["--max-payload", "-1"], "--max-payload"),
+        (["--queue-limit", "0"], "'--queue-limit': must be at least 1, got 0"),
+        (["--max-stall-ms", "5000"], "'--max-stall-ms': must be within 0..1000, got 5000"),
+        (["--hello-timeout", "0"], "'--hello-timeout': must be within 0.05..60, got 0"),
     ],
 )
 def test_bad_options_are_one_clear_line(sockdir, args, message):
     result = start_expecting_failure(sockdir / "bus.sock", *args)
     assert result.returncode == 2
     assert message in result.stderr and "Traceback" not in result.stderr
+    assert len([line for line in result.stderr.splitlines() if "Error" in line]) == 1
+    assert not (sockdir / "bus.sock").exists()

@@ -48,13 +48,9 @@ E_BAD_LINE = "bad_line"
 E_BAD_TOPIC = "bad_topic"
 E_BAD_PATTERN = "bad_pattern"
 
-# Broker defaults (SPEC §3–§5); each is a `decnet bus` option.
-DEFAULT_QUEUE_LIMIT = 8 * 1024 * 1024  # bytes queued per connection before drop-oldest
-DEFAULT_HEALTH_INTERVAL = 5.0  # seconds between system.bus.health heartbeats
-DEFAULT_MAX_SUBSCRIPTIONS = 10_000  # patterns per connection
-DEFAULT_MAX_CONNECTIONS = 4096
-DEFAULT_MAX_STALL = 0.005  # seconds a publisher may be held for a subscriber that is behind
-HELLO_TIMEOUT = 2.0  # seconds a new connection has to send HELLO (--hello-timeout)
+# The broker's defaults and bounds (queue limit, heartbeat, ...) are
+# BrokerConfig's, in config.py; the wire's are above.
+
 #: Topics under this prefix are published by the broker only (system.bus.health).
 RESERVED_PREFIX = "system.bus."
 

@@ -20,6 +20,7 @@ import orjson
 
 from . import constants as C
 from ._compat import ACCELERATED, impl
+from .config import BrokerConfig
 from .errors import FrameError, TopicError
 from .protocol import FrameDecoder, encode
 
@@ -288,27 +289,17 @@ class BrokerProtocol(asyncio.Protocol):
 class Broker:
     """Routes events between connections and keeps the counters of the heartbeat."""
 
-    def __init__(
-        self,
-        *,
-        max_payload: int = C.DEFAULT_MAX_PAYLOAD,
-        queue_limit: int = C.DEFAULT_QUEUE_LIMIT,
-        max_subscriptions: int = C.DEFAULT_MAX_SUBSCRIPTIONS,
-        max_connections: int = C.DEFAULT_MAX_CONNECTIONS,
-        max_stall: float = C.DEFAULT_MAX_STALL,
-        hello_timeout: float = C.HELLO_TIMEOUT,
-        loop_name: str = "asyncio",
-        version: str = "",
-    ) -> None:
-        self.max_payload = max_payload
-        self.queue_limit = queue_limit
-        self.max_stall = max_stall
-        self.hello_timeout = hello_timeout
+    def __init__(self, config: BrokerConfig, *, loop_name: str = "asyncio", version: str = "") -> None:
+        self.config = config
+        self.max_payload = config.max_payload
+        self.queue_limit = queue_limit = config.queue_limit
+        self.max_stall = max_stall = config.max_stall
+        self.hello_timeout = config.hello_timeout
         # Past this, an outbox that is still being drained asks its publishers to wait.
         self.stall_at = queue_limit * 3 // 4 if max_stall > 0 else 0
         self.stalls = 0
-        self.max_subscriptions = max_subscriptions
-        self.max_connections = max_connections
+        self.max_subscriptions = config.max_subscriptions
+        self.max_connections = config.max_connections
         self.loop_name = loop_name
         self.version = version
         self.index = impl.SubscriptionIndex()  # pattern -> the subscribers' Outboxes

@@ -12,13 +12,12 @@ import resource
 import signal
 import socket
 import stat
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
 
-from . import __version__, constants as C, systemd
+from . import __version__, systemd
 from ._compat import ACCELERATED
-from .config import socket_path
+from .config import BrokerConfig, socket_path
 from .topics import SYSTEM_BUS_HEALTH
 from .unix_server import Broker, BrokerProtocol
 
@@ -30,22 +29,6 @@ MAX_SOCKET_PATH = 107
 
 class StartupError(Exception):
     """The broker cannot start; the message says why and what to do."""
-
-
-@dataclass
-class Options:
-    socket: Optional[str] = None
-    loop: str = "auto"
-    group: str = "decnet"
-    mode: int = 0o660
-    max_payload: int = C.DEFAULT_MAX_PAYLOAD
-    queue_limit: int = C.DEFAULT_QUEUE_LIMIT
-    health_interval: float = C.DEFAULT_HEALTH_INTERVAL
-    max_subscriptions: int = C.DEFAULT_MAX_SUBSCRIPTIONS
-    max_connections: int = C.DEFAULT_MAX_CONNECTIONS
-    max_stall: float = C.DEFAULT_MAX_STALL
-    hello_timeout: float = C.HELLO_TIMEOUT
-    log_level: str = "info"
 
 
 def loop_factory(name: str) -> tuple[str, Callable[[], asyncio.AbstractEventLoop]]:
@@ -61,20 +44,20 @@ def loop_factory(name: str) -> tuple[str, Callable[[], asyncio.AbstractEventLoop
     return "asyncio", asyncio.new_event_loop
 
 
-def run(options: Options) -> int:
+def run(config: BrokerConfig) -> int:
     """Run the broker until SIGTERM/SIGINT; the process exit code."""
     logging.basicConfig(
-        level=options.log_level.upper(),
+        level=config.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     try:
-        loop_name, factory = loop_factory(options.loop)
+        loop_name, factory = loop_factory(config.loop)
     except StartupError as error:
         log.error("%s", error)
         return 1
     loop = factory()
     try:
-        return loop.run_until_complete(_serve(options, loop_name))
+        return loop.run_until_complete(_serve(config, loop_name))
     except StartupError as error:
         log.error("%s", error)
         return 1
@@ -82,9 +65,9 @@ def run(options: Options) -> int:
         loop.close()
 
 
-async def _serve(options: Options, loop_name: str) -> int:
+async def _serve(config: BrokerConfig, loop_name: str) -> int:
     loop = asyncio.get_running_loop()
-    _raise_nofile_limit(options.max_connections)
+    _raise_nofile_limit(config.max_connections)
     fds = systemd.listen_fds()
     if fds:
         sock = socket.socket(fileno=fds[0])
@@ -92,24 +75,15 @@ async def _serve(options: Options, loop_name: str) -> int:
         owned = None  # systemd's socket: never ours to remove
         log.info("socket-activated on %s (fd %d)", path, fds[0])
     else:
-        path = socket_path(options.socket)
-        sock = _bind(path, options.mode, options.group)
+        path = socket_path(config.socket)
+        sock = _bind(path, config.mode, config.group)
         owned = os.lstat(path).st_ino
-    broker = Broker(
-        max_payload=options.max_payload,
-        queue_limit=options.queue_limit,
-        max_subscriptions=options.max_subscriptions,
-        max_connections=options.max_connections,
-        max_stall=options.max_stall,
-        hello_timeout=options.hello_timeout,
-        loop_name=loop_name,
-        version=__version__,
-    )
+    broker = Broker(config, loop_name=loop_name, version=__version__)
     server = await loop.create_unix_server(lambda: BrokerProtocol(broker), sock=sock, backlog=1024)
     stopping = asyncio.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stopping.set)
-    tasks = [asyncio.ensure_future(_heartbeat(broker, options.health_interval))]
+    tasks = [asyncio.ensure_future(_heartbeat(broker, config.health_interval))]
     watchdog = systemd.watchdog_interval()
     if watchdog:
         tasks.append(asyncio.ensure_future(_watchdog(watchdog)))

@@ -1,34 +1,33 @@
-"""The ``decnet`` command line."""
+"""The ``decnet`` command line: ``main()`` and, on first use, the typer ``app``.
+
+``main()`` starts the broker without importing typer when the command line is
+a plain ``decnet bus [--option value]...`` (decnet/cli/options.py says why);
+everything else is the typer application in decnet/cli/root.py, imported only
+then.
+"""
 
 from __future__ import annotations
 
-import typer
+import sys
+from typing import Any
 
-import decnet.bus as decnet_bus
-from decnet.cli.bus import bus_app
-
-app = typer.Typer(
-    name="decnet",
-    help="DECNET host tools: the local event bus and what talks to it.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-)
-app.add_typer(bus_app, name="bus")
-
-
-@app.command()
-def info() -> None:
-    """Print the version of decnet-bus and which hot path this install runs."""
-    path = "compiled (Cython)" if decnet_bus.ACCELERATED else "pure Python (slower)"
-    typer.echo(f"decnet-bus {decnet_bus.__version__}")
-    typer.echo(f"hot path: {path}")
-
-
-@app.callback()
-def _root() -> None:
-    """DECNET host tools: the local event bus and what talks to it."""
+from decnet.bus import worker
+from decnet.cli.options import read_broker_argv
 
 
 def main() -> None:
+    """The ``decnet`` console script."""
+    config = read_broker_argv(sys.argv[1:])
+    if config is not None:
+        sys.exit(worker.run(config))
+    from decnet.cli.root import app
+
     app()
+
+
+def __getattr__(name: str) -> Any:
+    if name == "app":  # typer and pydantic: only for the commands that need them
+        from decnet.cli.root import app
+
+        return app
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
