@@ -12,7 +12,7 @@ import pytest
 from brokers import BrokerProcess
 from decnet.bus import BusUnavailable, NullBus, TopicError, UnixBus, factory, get_bus
 from decnet.bus.protocol import encode
-from decnet.bus.unix_client import WRITE_HIGH
+from decnet.bus.client_protocol import WRITE_HIGH
 
 WAIT = 15.0
 
@@ -262,7 +262,7 @@ def test_a_subscribe_the_broker_never_confirms_goes_live_later(silent_server, ru
     async def main():
         bus = UnixBus(silent_server, ping_timeout=0.2)
         async with bus.subscribe("a.>") as sub:  # no PONG: not an error for the caller
-            assert sub.active and sub._gap_reason == "connect"
+            assert sub.active and sub.pending_gap == "connect"
         await bus.close()
 
     run(main())
