@@ -52,7 +52,7 @@ class Subscription(impl.EventQueue):
 
     def missed(self, reason: str) -> None:
         """The bus's word that this subscription may miss events from now until
-        it calls ``live_again``. The first reason stands, except that
+        the bus calls ``live_again``. The first reason stands, except that
         ``"connect"`` (the broker never had this subscription) stands over any."""
         if self._missed is None or reason == "connect":
             self._missed = reason

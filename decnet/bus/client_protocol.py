@@ -45,9 +45,11 @@ class ClientProtocol(asyncio.Protocol):
     the decoder, flow control (pause/resume, drained, stuck), the PINGs awaiting
     their PONG, the broker's HELLO reply and the keepalive.
 
-    EVTs go into ``local``; what concerns the bus goes to ``owner`` through
+    EVTs go into ``local``, the owner's SubscriptionIndex, by ``impl``'s
+    ``client_feed``; what concerns the bus goes to ``owner`` through its
     ``_on_hello``, ``_on_error``, ``_on_slow_consumer`` and ``_on_lost``.
-    A lost connection fails its own PINGs and stops its own keepalive.
+    ``path`` names the broker in log messages. A lost connection fails its own
+    PINGs and stops its own keepalive.
     """
 
     def __init__(self, owner: "UnixBus", local: Any, impl: ModuleType, *, path: str,
