@@ -10,9 +10,9 @@ import time
 import pytest
 
 from brokers import BrokerProcess
-from decnet.bus import BusUnavailable, NullBus, TopicError, UnixBus, factory, get_bus
-from decnet.bus.protocol import encode
-from decnet.bus.unix_client import WRITE_HIGH
+from decnet.bus import BusError, BusUnavailable, FakeBus, NullBus, TopicError, UnixBus, factory, get_bus
+from decnet.bus.protocol import FrameDecoder, encode
+from decnet.bus.client_protocol import WRITE_HIGH
 
 WAIT = 15.0
 
@@ -28,8 +28,25 @@ def silent_server(sockdir):
     silent.close()
 
 
+@pytest.fixture
+def twin(impl):
+    """The hot-path implementation an in-process UnixBus runs on: both twins,
+    as far as the bus's local fan-out (Subscriptions and their index) follows it."""
+    bus = UnixBus("unused.sock", impl=impl)
+    if not (isinstance(bus._local, impl.SubscriptionIndex) and isinstance(bus.subscribe("x"), impl.EventQueue)):
+        pytest.skip("Bus does not take the implementation for its Subscriptions")
+    return impl
+
+
 async def next_event(sub, timeout=WAIT):
     return await asyncio.wait_for(sub.__anext__(), timeout)
+
+
+async def wait_until(condition, timeout=WAIT):
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        await asyncio.sleep(0.01)
 
 
 def test_publish_without_a_broker_returns_at_once_and_counts_the_drop(sockdir, run):
@@ -92,12 +109,12 @@ def test_a_tight_publish_loop_does_not_outrun_a_live_broker(broker, run):
     run(main(), timeout=120)
 
 
-def test_broker_killed_and_restarted_the_same_subscription_carries_on(sockdir, loop_name, run):
+def test_broker_killed_and_restarted_the_same_subscription_carries_on(sockdir, loop_name, run, twin):
     path = sockdir / "bus.sock"
     first = BrokerProcess(path, loop=loop_name).start()
 
     async def main():
-        pub, consumer = UnixBus(path), UnixBus(path)
+        pub, consumer = UnixBus(path, impl=twin), UnixBus(path, impl=twin)
         try:
             async with consumer.subscribe("decky.*.state") as sub:
                 await pub.publish("decky.d1.state", "before")
@@ -262,14 +279,14 @@ def test_a_subscribe_the_broker_never_confirms_goes_live_later(silent_server, ru
     async def main():
         bus = UnixBus(silent_server, ping_timeout=0.2)
         async with bus.subscribe("a.>") as sub:  # no PONG: not an error for the caller
-            assert sub.active and sub._gap_reason == "connect"
+            assert sub.active and sub.pending_gap == "connect"
         await bus.close()
 
     run(main())
 
 
 @pytest.mark.parametrize("hello_body", [b"not json", b"[1, 2]", b'{"v": 1, "max_payload": "big"}'])
-def test_malformed_control_frames_from_a_broken_broker_do_not_crash_the_client(sockdir, loop_name, run, hello_body):
+def test_malformed_control_frames_from_a_broken_broker_do_not_crash_the_client(sockdir, run, twin, hello_body):
     """A bad HELLO reply or ERR body is logged and ignored; the events still flow."""
     path = sockdir / "broken.sock"
 
@@ -283,7 +300,7 @@ def test_malformed_control_frames_from_a_broken_broker_do_not_crash_the_client(s
             await reader.read()  # until the client goes
 
         server = await asyncio.start_unix_server(serve, path=str(path))
-        bus = UnixBus(path, ping_timeout=0.2)  # this broker never answers PING
+        bus = UnixBus(path, ping_timeout=0.2, impl=twin)  # this broker never answers PING
         sub = bus.subscribe("a.>")
         await sub.__aenter__()
         evt = await next_event(sub)
@@ -293,5 +310,83 @@ def test_malformed_control_frames_from_a_broken_broker_do_not_crash_the_client(s
         await bus.close()
         server.close()
         await server.wait_closed()
+
+    run(main())
+
+
+def test_a_lost_connection_takes_its_state_with_it(sockdir, run, twin):
+    """A PING awaiting its PONG fails when its connection is lost (not at its
+    timeout); the HELLO reply is the current connection's; the limit the last
+    broker announced stands until the next one announces its own."""
+    path = sockdir / "scripted.sock"
+    second_hello = asyncio.Event()
+    connections = []
+
+    async def serve(reader, writer):
+        number = len(connections) + 1
+        connections.append(writer)
+        if number == 2:
+            await second_hello.wait()
+        writer.write(encode("HELLO", None, b'{"client_id": %d, "max_payload": %d}' % (number, 100 * number)))
+        decoder = FrameDecoder()
+        while data := await reader.read(65536):
+            for verb, _, _ in decoder.feed(data):
+                if verb == "PING":
+                    if number == 1:  # the first connection dies instead of answering
+                        writer.close()
+                        return
+                    writer.write(encode("PONG"))
+
+    async def main():
+        server = await asyncio.start_unix_server(serve, path=str(path))
+        bus = UnixBus(path, impl=twin)
+        await bus.connect()
+        await wait_until(lambda: bus.server is not None)
+        assert bus.server["client_id"] == 1 and bus.max_payload == 100
+        first = bus._proto
+        with pytest.raises(BusUnavailable, match="lost"):
+            await bus.flush(timeout=WAIT)
+        assert first.lost and first._keepalive.done()
+        await wait_until(lambda: bus.connected)
+        assert bus.server is None and bus.max_payload == 100  # no HELLO reply yet on this one
+        with pytest.raises(BusError, match="limit of 100 bytes"):
+            await bus.publish("a", "x" * 200)
+        second_hello.set()
+        await bus.flush(timeout=WAIT)
+        assert bus.server["client_id"] == 2 and bus.max_payload == 200 and bus.connects == 2
+        await bus.publish("a", "x" * 150)
+        await bus.close()
+        assert bus.server is None and not bus._proto
+        server.close()
+        await server.wait_closed()
+
+    run(main())
+
+
+def test_a_subscription_owes_one_gap_for_what_it_may_have_missed(run):
+    """The first reason stands until the subscription is live again, except
+    "connect" (never live), which stands over any; one Gap, then none."""
+
+    async def main():
+        bus = FakeBus()
+        async with bus.subscribe("a.>") as sub:
+            sub.live_again()
+            sub.missed("reconnect")
+            sub.missed("slow_consumer")
+            assert sub.pending_gap == "reconnect" and sub.gaps == 0
+            sub.missed("connect")
+            sub.missed("reconnect")
+            assert sub.pending_gap == "connect"
+            sub.live_again()
+            sub.live_again()
+            assert sub.pending_gap is None and sub.gaps == 1
+            gap = await next_event(sub)
+            assert gap.gap and gap.reason == "connect"
+            await bus.publish("a.b", 1)
+            assert (await next_event(sub)).payload == 1
+            sub.missed("reconnect")
+        sub.live_again()  # closed: nobody to tell
+        assert sub.gaps == 1
+        await bus.close()
 
     run(main())

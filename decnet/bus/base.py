@@ -42,9 +42,7 @@ class BaseSubscription:
         super().__init__(maxsize, gaps)
         self.pattern = pattern
         self._bus = bus
-        # Set by the bus when this subscription may have missed events; the
-        # Gap is queued once the broker has the subscription again.
-        self._gap_reason: Optional[str] = None
+        self._missed: Optional[str] = None
 
     @property
     def active(self) -> bool:
@@ -54,6 +52,27 @@ class BaseSubscription:
         if self.state == NEW:
             raise BusError("enter the subscription first: async with bus.subscribe(pattern) as sub")
         return self
+
+    @property
+    def pending_gap(self) -> Optional[str]:
+        """The reason of the Gap this subscription owes its reader once it is
+        live again (see ``missed``), or None."""
+        return self._missed
+
+    def missed(self, reason: str) -> None:
+        """The bus's word that this subscription may miss events from now until
+        the bus calls ``live_again``. The first reason stands, except that
+        ``"connect"`` (the broker never had this subscription) stands over any."""
+        if self._missed is None or reason == "connect":
+            self._missed = reason
+
+    def live_again(self) -> None:
+        """The bus's word that the broker has this subscription again: one that
+        may have missed events gets its Gap now, so a resync done on reading it
+        misses nothing."""
+        reason, self._missed = self._missed, None
+        if reason is not None and self.state == ACTIVE:
+            self.put_gap(reason)
 
     async def __aenter__(self) -> "BaseSubscription":
         if self.state != NEW:

@@ -1,9 +1,10 @@
-"""The client of the UNIX-socket broker: ``ClientProtocol`` and ``UnixBus``.
+"""The client of the UNIX-socket broker: ``UnixBus``.
 
 ``UnixBus`` connects lazily, pipelines HELLO/SUB/PUB without waiting for
 answers, reconnects by itself with capped, jittered backoff, and re-sends HELLO
-and every live pattern; a Subscription then receives a ``Gap``. Flow control
-(pause/resume from the transport) lives in ``ClientProtocol`` alone.
+and every live pattern; a Subscription then receives a ``Gap``. It keeps what
+outlives a connection (subscriptions, counters, backoff); each connection,
+a ``ClientProtocol``, keeps its own state and flow control.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import os
 import random
 import sys
 import time
-from collections import deque
+from types import ModuleType
 from typing import Any, Optional
 
 import orjson
@@ -22,89 +23,15 @@ import orjson
 from . import constants as C
 from .base import Bus, Subscription
 from .config import socket_path
-from .errors import BusError, FrameError
-from ._compat import impl
-from .protocol import FrameDecoder, encode
+from .client_protocol import BusUnavailable, ClientProtocol
+from .errors import BusError
+from .protocol import encode
 
 log = logging.getLogger("decnet.bus.client")
 
-PING, PONG, HELLO, ERR, BYE = C.PING, C.PONG, C.HELLO, C.ERR, C.BYE
-PING_FRAME = encode(C.PING)
-PONG_FRAME = encode(C.PONG)
-BYE_FRAME = encode(C.BYE)
-# The send buffer's high-water mark: over it, publish waits (at most
-# PUBLISH_WAIT) for the broker to drain it.
-WRITE_HIGH = 1024 * 1024
-WRITE_LOW = 256 * 1024
-client_feed = impl.client_feed
 BACKOFF_MIN = 0.02
 BACKOFF_MAX = 0.5
 CONNECT_TIMEOUT = 0.5
-
-
-class BusUnavailable(BusError):
-    """No broker answered (flush, or an explicit connect)."""
-
-
-class ClientProtocol(asyncio.Protocol):
-    """One connection to the broker: decodes what arrives, and holds flow control."""
-
-    def __init__(self, bus: "UnixBus") -> None:
-        self.bus = bus
-        self.decoder = FrameDecoder(C.MAX_LEN_FIELD)
-        self.transport: Optional[asyncio.Transport] = None
-        self.paused = False
-        self.lost = False
-        self.last_read = time.monotonic()
-        self._drained: Optional[asyncio.Future] = None
-
-    def connection_made(self, transport: asyncio.Transport) -> None:
-        self.transport = transport
-        transport.set_write_buffer_limits(high=WRITE_HIGH, low=WRITE_LOW)
-
-    def data_received(self, data: bytes) -> None:
-        self.last_read = time.monotonic()
-        try:
-            # EVTs go straight to the Subscriptions' queues (compiled); the
-            # rest (PONG, HELLO, ERR, PING, BYE) come back here.
-            for verb, _, body in client_feed(self.decoder, self.bus._local, data):
-                self.bus._control(self, verb, body)
-        except FrameError as error:
-            log.error("broker sent a bad frame (%s); reconnecting", error)
-            self.transport.abort()
-
-    def connection_lost(self, exc: Optional[Exception]) -> None:
-        self.lost = True
-        self.resume_writing()
-        self.bus._connection_lost(self, exc)
-
-    def pause_writing(self) -> None:
-        self.paused = True
-
-    def resume_writing(self) -> None:
-        self.paused = False
-        waiter, self._drained = self._drained, None
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
-        self.bus._stuck = False
-
-    async def drained(self, window: float) -> bool:
-        """Wait for the send buffer to fall below its low-water mark for as long as
-        the broker keeps reading; False (stuck) once a whole ``window`` passes
-        without the buffer shrinking, or if the connection is lost."""
-        while self.paused and not self.lost:
-            before = self.transport.get_write_buffer_size()
-            if self._drained is None:
-                self._drained = asyncio.get_running_loop().create_future()
-            try:
-                await asyncio.wait_for(asyncio.shield(self._drained), window)
-            except asyncio.TimeoutError:
-                if self.lost or self.transport.get_write_buffer_size() >= before:
-                    return False
-        return not self.lost
-
-    def write(self, frame: bytes) -> None:
-        self.transport.write(frame)
 
 
 class UnixBus(Bus):
@@ -112,7 +39,8 @@ class UnixBus(Bus):
 
     ``path`` defaults to ``$DECNET_BUS_SOCKET`` or the standard location;
     ``name`` is what the broker logs for this client; ``echo=False`` asks the
-    broker not to send this client its own events.
+    broker not to send this client its own events. ``impl`` is the hot-path
+    implementation (None: the selected one).
     """
 
     def __init__(
@@ -124,17 +52,18 @@ class UnixBus(Bus):
         publish_wait: float = C.PUBLISH_WAIT,
         ping_interval: float = 5.0,
         ping_timeout: float = 10.0,
+        impl: Optional[ModuleType] = None,
     ) -> None:
-        super().__init__()
+        # self._impl decodes and delivers into Subscriptions; frames are
+        # encoded by the module-level encode (the twins' frames are the same
+        # bytes, and a global is the cheapest call on the publish path).
+        super().__init__(impl)
         self.path = socket_path(path)
         self.name = name or os.path.basename(sys.argv[0] or "python")
         self.echo = echo
         self.publish_wait = publish_wait
         self.ping_interval = ping_interval
         self.ping_timeout = ping_timeout
-        #: The broker's HELLO reply on the current connection, or None.
-        self.server: Optional[dict] = None
-        self.max_payload = C.DEFAULT_MAX_PAYLOAD
         self.published = 0
         self.dropped = 0
         self.connects = 0
@@ -142,21 +71,33 @@ class UnixBus(Bus):
         #: Events the broker dropped for this client because it read too slowly
         #: (told by ERR slow_consumer; each live Subscription got a Gap).
         self.broker_dropped = 0
-        self._slow_logged = -1e9
         self.last_error: Optional[dict] = None
+        self._slow_logged = -1e9
+        # The last broker's limit stands until the next one announces its own,
+        # so a reconnecting client does not send what it knows will be refused.
+        self._max_payload = C.DEFAULT_MAX_PAYLOAD
         self._proto: Optional[ClientProtocol] = None
-        self._pongs: deque = deque()
         self._connector: Optional[asyncio.Task] = None
         self._attempt: Optional[asyncio.Future] = None
-        self._keepalive: Optional[asyncio.Task] = None
         self._tasks: set[asyncio.Task] = set()
         self._delay = BACKOFF_MIN
-        self._stuck = False
         self._loop: Optional[asyncio.AbstractEventLoop] = None
 
     @property
     def connected(self) -> bool:
         return self._proto is not None
+
+    @property
+    def server(self) -> Optional[dict]:
+        """The broker's HELLO reply on the current connection, or None."""
+        proto = self._proto
+        return None if proto is None else proto.server
+
+    @property
+    def max_payload(self) -> int:
+        """The largest payload the broker takes, as it last announced."""
+        proto = self._proto
+        return self._max_payload if proto is None else proto.max_payload
 
     # -- the public API
 
@@ -166,10 +107,10 @@ class UnixBus(Bus):
             raise BusUnavailable(self._unavailable())
 
     async def publish(self, topic: str, payload: Any = None) -> None:
-        body = self._encode(topic, payload, self.max_payload)
+        proto = self._proto
+        body = self._encode(topic, payload, self._max_payload if proto is None else proto.max_payload)
         if self._closed:
             raise BusError("the bus is closed")
-        proto = self._proto
         if proto is None:
             if not await self._ready(self.publish_wait):
                 await self._drop()
@@ -178,13 +119,11 @@ class UnixBus(Bus):
         if proto.transport.is_closing():  # lost; connection_lost has not run yet
             await self._drop()
             return
-        if proto.paused:
-            # A broker that is behind but reading paces the publisher; one that
-            # reads nothing for publish_wait is stuck: drop until it drains.
-            if self._stuck or not await proto.drained(self.publish_wait) or proto is not self._proto:
-                self._stuck = True
-                await self._drop()
-                return
+        # A broker that is behind but reading paces the publisher; one that
+        # reads nothing for publish_wait is stuck: drop until it drains.
+        if proto.paused and (not await proto.writable(self.publish_wait) or proto is not self._proto):
+            await self._drop()
+            return
         proto.write(encode(C.PUB, topic, body))
         self.published += 1
 
@@ -203,15 +142,13 @@ class UnixBus(Bus):
         if self._closed:
             return
         await super().close()
-        tasks = [t for t in (self._connector, self._keepalive, *self._tasks) if t is not None and t is not asyncio.current_task()]
+        tasks = [t for t in (self._connector, *self._tasks) if t is not None and t is not asyncio.current_task()]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         proto, self._proto = self._proto, None
-        if proto is not None and proto.transport is not None:
-            proto.write(BYE_FRAME)
-            proto.transport.close()
-        self._fail_pongs("the bus was closed")
+        if proto is not None:
+            await proto.close("the bus was closed")
 
     def stats(self) -> dict:
         return {
@@ -238,7 +175,7 @@ class UnixBus(Bus):
                 pass
         # The broker is away: the subscription goes live on (re)connect, and
         # the reader learns with a Gap that it may have missed events.
-        sub._gap_reason = "connect"
+        sub.missed("connect")
 
     async def _detach(self, sub: Subscription) -> None:
         if self._unregister(sub) and self._proto is not None and not self._closed:
@@ -273,14 +210,13 @@ class UnixBus(Bus):
             self._connector = loop.create_task(self._connect_loop())
 
     def _rebind(self, loop: asyncio.AbstractEventLoop) -> None:
-        """First use, or use from a new event loop (the old one is gone): start afresh."""
+        """First use, or use from a new event loop (the old one is gone, and
+        with it the old connection): start afresh."""
         if self._loop is not None and not self._loop.is_closed() and self._loop.is_running():
             raise BusError("this bus belongs to another running event loop")
         self._loop = loop
         self._proto = None
         self._connector = None
-        self._keepalive = None
-        self._pongs.clear()
 
     async def _connect_loop(self) -> None:
         loop = asyncio.get_running_loop()
@@ -306,90 +242,59 @@ class UnixBus(Bus):
 
     async def _open(self) -> None:
         loop = asyncio.get_running_loop()
-        _, proto = await loop.create_unix_connection(lambda: ClientProtocol(self), str(self.path))
+        path = str(self.path)
+        _, proto = await loop.create_unix_connection(
+            lambda: ClientProtocol(self, self._local, self._impl, path=path, max_payload=self._max_payload,
+                                   ping_interval=self.ping_interval, ping_timeout=self.ping_timeout),
+            path)
         hello = {"v": C.PROTOCOL_VERSION, "name": self.name, "pid": os.getpid()}
         if not self.echo:
             hello["echo"] = False
-        frames = [encode(C.HELLO, None, orjson.dumps(hello))]
-        frames += [encode(C.SUB, pattern) for pattern in self._pattern_refs]
-        proto.transport.writelines(frames)
+        proto.writelines([encode(C.HELLO, None, orjson.dumps(hello))]
+                         + [encode(C.SUB, pattern) for pattern in self._pattern_refs])
         self._proto = proto
-        self._stuck = False
         self.connects += 1
         if self.connects > 1:
             log.info("reconnected to the broker on %s", self.path)
-        self._keepalive = loop.create_task(self._keep_alive(proto))
         # Subscriptions that may have missed events learn it once the broker
         # has their SUBs, so a resync they do then misses nothing.
-        if any(sub._gap_reason for sub in self._subscriptions):
-            task = loop.create_task(self._announce_gaps())
+        if any(sub.pending_gap for sub in self._subscriptions):
+            task = loop.create_task(self._announce_gaps(proto))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
-    async def _announce_gaps(self) -> None:
+    async def _announce_gaps(self, proto: ClientProtocol) -> None:
         try:
-            await self._ping(self.ping_timeout)
+            await proto.ping(self.ping_timeout)
         except (BusError, asyncio.TimeoutError):
             return  # lost again, or stuck (the keepalive will drop it): the next connection announces them
         for sub in list(self._subscriptions):
-            if sub._gap_reason and sub.active:
-                sub.put_gap(sub._gap_reason)
-                sub._gap_reason = None
-
-    async def _keep_alive(self, proto: ClientProtocol) -> None:
-        """A broker that stops answering PING is treated as gone: reconnect."""
-        while proto is self._proto:
-            await asyncio.sleep(self.ping_interval)
-            if proto is not self._proto or time.monotonic() - proto.last_read < self.ping_interval:
-                continue
-            try:
-                await self._ping(self.ping_timeout)
-            except asyncio.TimeoutError:
-                log.warning("the broker on %s did not answer PING in %.1f s; reconnecting", self.path, self.ping_timeout)
-                proto.transport.abort()
-                return
-            except BusError:
-                return
+            sub.live_again()
 
     async def _ping(self, timeout: Optional[float]) -> None:
         proto = self._proto
         if proto is None:
             raise BusUnavailable(self._unavailable())
-        waiter = asyncio.get_running_loop().create_future()
-        self._pongs.append(waiter)
-        proto.write(PING_FRAME)
-        await asyncio.wait_for(asyncio.shield(waiter), timeout)
+        await proto.ping(timeout)
 
-    def _control(self, proto: ClientProtocol, verb: str, body: bytes) -> None:
-        if verb is PONG:
-            if self._pongs:
-                waiter = self._pongs.popleft()
-                if not waiter.done():
-                    waiter.set_result(None)
-        elif verb is PING:
-            proto.write(PONG_FRAME)
-        elif verb is HELLO:
-            self.server = _object(body)
-            limit = self.server.get("max_payload")
-            if isinstance(limit, int) and limit >= 0:
-                self.max_payload = limit
-            self._delay = BACKOFF_MIN
-        elif verb is ERR:
-            error = _object(body)
-            if error.get("code") == C.E_SLOW_CONSUMER:
-                self._slow_consumer(error)
-                return
-            self.errors += 1
-            self.last_error = error
-            log.warning("broker error: %s: %s", error.get("code"), error.get("message"))
-        elif verb is BYE:
-            log.info("the broker on %s is going away", self.path)
+    def _unavailable(self) -> str:
+        return f"no broker on {self.path}: start one with `decnet bus`, or set DECNET_BUS_SOCKET"
 
-    def _slow_consumer(self, error: dict) -> None:
-        # The broker dropped events it had queued for us (we read too slowly):
-        # every live Subscription may have missed some, at this point.
-        lost = error.get("dropped")
-        lost = lost if type(lost) is int and lost > 0 else 0
+    # -- what ClientProtocol tells its owner
+
+    def _on_hello(self, proto: ClientProtocol) -> None:
+        """The broker answered HELLO: it accepted us."""
+        self._delay = BACKOFF_MIN
+
+    def _on_error(self, error: dict) -> None:
+        """An ERR from the broker (other than slow_consumer)."""
+        self.errors += 1
+        self.last_error = error
+        log.warning("broker error: %s: %s", error.get("code"), error.get("message"))
+
+    def _on_slow_consumer(self, lost: int) -> None:
+        """The broker dropped ``lost`` events it had queued for us (we read too
+        slowly): every live Subscription may have missed some, at this point."""
         self.broker_dropped += lost
         for sub in self._subscriptions:
             if sub.active:
@@ -400,38 +305,15 @@ class UnixBus(Bus):
             log.warning("the broker dropped %d events queued for this client (%d so far): it reads too slowly",
                         lost, self.broker_dropped)
 
-    def _connection_lost(self, proto: ClientProtocol, exc: Optional[Exception]) -> None:
+    def _on_lost(self, proto: ClientProtocol, exc: Optional[Exception]) -> None:
+        """A connection ended (its own state went with it): reconnect, and owe
+        every Subscription a Gap."""
         if proto is not self._proto:
             return
         self._proto = None
-        self.server = None
-        self._fail_pongs("the connection to the broker was lost")
-        if self._keepalive is not None:
-            self._keepalive.cancel()
-            self._keepalive = None
+        self._max_payload = proto.max_payload
         if not self._closed:
             log.warning("lost the broker on %s (%s); reconnecting", self.path, exc or "closed")
             for sub in self._subscriptions:
-                sub._gap_reason = sub._gap_reason or "reconnect"  # never live yet: still "connect"
+                sub.missed("reconnect")
             self._start_connector()
-
-    def _fail_pongs(self, why: str) -> None:
-        pongs, self._pongs = self._pongs, deque()
-        for waiter in pongs:
-            if not waiter.done():
-                waiter.set_exception(BusUnavailable(why))
-                waiter.exception()  # retrieved here, whether anyone awaits it or not
-
-    def _unavailable(self) -> str:
-        return f"no broker on {self.path}: start one with `decnet bus`, or set DECNET_BUS_SOCKET"
-
-
-def _object(body: bytes) -> dict:
-    """A HELLO or ERR body from the broker as a dict; {} for anything else.
-    The broker is trusted, but a broken one must not crash every worker."""
-    try:
-        value = orjson.loads(body) if body else {}
-    except orjson.JSONDecodeError:
-        log.warning("the broker sent a control frame whose body is not JSON: %r", body[:64])
-        return {}
-    return value if isinstance(value, dict) else {}
