@@ -9,9 +9,9 @@ import time
 
 import pytest
 
-from brokers import BrokerProcess
 from decnet.bus import BusUnavailable, NullBus, TopicError, UnixBus, factory, get_bus
 from decnet.bus.protocol import encode
+from decnet.bus.testing import BrokerProcess
 from decnet.bus.unix_client import WRITE_HIGH
 
 WAIT = 15.0
