@@ -16,7 +16,18 @@ Nothing in the bus imports this package. The readings need ``psutil`` (the
 
 from __future__ import annotations
 
-from .process import READY_TIMEOUT, BrokerProcess, CpuTime, StartError, cpu_time, fds, rss, short_tmpdir, stop_process, syscalls
+from .process import (
+    READY_TIMEOUT,
+    BrokerProcess,
+    CpuTime,
+    StartError,
+    cpu_time,
+    fds,
+    rss,
+    short_tmpdir,
+    stop_process,
+    syscalls,
+)
 from .raw import Follower, Raw
 
 __all__ = [
