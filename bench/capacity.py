@@ -6,6 +6,11 @@ the same size). Reports deliveries/s the broker sustains and its CPU per
 delivered event.
 
     python bench/capacity.py [--subs 1,10,50] [--pubs 2] [--seconds 5] [--pure] [--loop uvloop] [--unbatched]
+
+``--unbatched`` runs the real broker with ``decnet bus --unbatched``
+(``BrokerConfig.batch_writes=False``): each delivery written on its own, as a
+broker that does not batch would. Compared with the default, it shows what
+batching buys.
 """
 
 from __future__ import annotations
@@ -15,19 +20,20 @@ import multiprocessing as mp
 import os
 import time
 
-from brokerproc import Broker, hello, until_pong
-from decnet.bus._pure import encode
+from decnet.bus.protocol import encode
+from decnet.bus.testing import BrokerProcess, Raw
 
 BODY = b'{"decky":"d00","state":"up","pad":"' + b"x" * 160 + b'"}'
 PUB_SIZE = len(encode("PUB", "decky.d00.state", BODY))  # every topic has the same length
 
 
 def subscriber(path, ready, drained, out) -> None:
-    sock = hello(path)
-    sock.sendall(encode("SUB", "decky.*.state"))
-    until_pong(sock)
+    raw = Raw(path, name="bench")
+    raw.send(encode("SUB", "decky.*.state"))
+    raw.until_pong()
     ready.put(1)
     got = 0
+    sock = raw.sock
     sock.settimeout(0.5)
     while True:
         try:
@@ -43,20 +49,22 @@ def subscriber(path, ready, drained, out) -> None:
 
 
 def publisher(path, go, stop, out) -> None:
-    sock = hello(path)
+    raw = Raw(path, name="bench")
+    sendall = raw.sock.sendall
     batch = b"".join(encode("PUB", f"decky.d{i % 100:02d}.state", BODY) for i in range(300))
     go.wait()
     sent = 0
     while not stop.is_set():
-        sock.sendall(batch)
+        sendall(batch)
         sent += 300
-    until_pong(sock)  # everything sent was routed
+    raw.until_pong()  # everything sent was routed
     out.put(sent)
 
 
 def run(subs: int, pubs: int, seconds: float, pure: bool, loop: str, unbatched: bool = False) -> dict:
     ctx = mp.get_context("fork")
-    with Broker("--queue-limit", str(64 << 20), loop=loop, pure=pure, unbatched=unbatched) as broker:
+    options = ["--queue-limit", str(64 << 20), "--log-level", "warning", *(["--unbatched"] if unbatched else [])]
+    with BrokerProcess(None, *options, loop=loop, pure=pure) as broker:
         ready, stop, go, drained = ctx.Queue(), ctx.Event(), ctx.Event(), ctx.Event()
         out_s, out_p = ctx.Queue(), ctx.Queue()
         procs = [ctx.Process(target=subscriber, args=(broker.path, ready, drained, out_s)) for _ in range(subs)]
@@ -73,7 +81,7 @@ def run(subs: int, pubs: int, seconds: float, pure: bool, loop: str, unbatched: 
         drained.set()
         received = sum(out_s.get(timeout=120) for _ in range(subs))
         # Until the last delivery was read, less the 0.5 s of silence that ended it.
-        cpu1, t1 = broker.cpu(), time.monotonic() - 0.5
+        cpu, t1 = broker.cpu().since(cpu0), time.monotonic() - 0.5
         reads1, writes1 = broker.syscalls()
         for proc in procs:
             proc.join(10)
@@ -84,10 +92,10 @@ def run(subs: int, pubs: int, seconds: float, pure: bool, loop: str, unbatched: 
             "delivered": delivered,
             "lost": max(sent * subs - delivered, 0),
             "deliveries_per_s": delivered / (t1 - t0),
-            "broker_cpu_us_per_delivery": (cpu1 - cpu0) / max(delivered, 1) * 1e6,
-            "broker_cpu_share": (cpu1 - cpu0) / (t1 - t0),
+            "broker_cpu_us_per_delivery": cpu / max(delivered, 1) * 1e6,
+            "broker_cpu_share": cpu / (t1 - t0),
             # Batching, seen from the kernel: how many deliveries one write carries.
-            # /proc/PID/io counts read/write/readv/writev (libuv's calls), not
+            # The kernel counts read/write/readv/writev (libuv's calls), not
             # recv/send (plain asyncio's): None when it saw none.
             "deliveries_per_write": delivered / (writes1 - writes0) if writes1 > writes0 else None,
             "publishes_per_read": sent / (reads1 - reads0) if reads1 > reads0 else None,
@@ -102,7 +110,7 @@ def main() -> None:
     parser.add_argument("--pure", action="store_true", help="broker with DECNET_BUS_NO_EXTENSIONS=1")
     parser.add_argument("--loop", default="uvloop", choices=["uvloop", "asyncio"])
     parser.add_argument("--unbatched", action="store_true",
-                        help="the same broker writing each delivery on its own (bench/unbatched_broker.py): "
+                        help="the same broker writing each delivery on its own (decnet bus --unbatched): "
                              "what batching buys")
     args = parser.parse_args()
     print(f"broker: loop={args.loop} hot path={'pure' if args.pure else 'compiled'}"

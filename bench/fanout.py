@@ -46,6 +46,8 @@ import tempfile
 import threading
 import time
 
+from decnet.bus.testing import BrokerProcess, Raw, StartError, cpu_time, stop_process
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 WORKER = os.path.join(HERE, "fanout_worker.py")
@@ -87,13 +89,7 @@ def spawn(cmd: list[str], env: dict | None, log_path: str, pipes: bool) -> subpr
 def stop(proc: subprocess.Popen, grace: float = 3.0) -> None:
     """terminate, wait, kill; always reaps."""
     try:
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(grace)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
+        stop_process(proc, timeout=grace)
     except Exception:
         pass
     for f in (proc.stdin, proc.stdout):
@@ -261,36 +257,6 @@ def wait_connectable(proc: subprocess.Popen, family: int, addr, timeout: float =
         time.sleep(0.05)
 
 
-def proc_cpu(pid: int) -> tuple[float, float] | None:
-    """CPU seconds of a whole process (all threads): (from /proc/PID/task/*/schedstat, ns
-    resolution but blind to threads that exited; from /proc/PID/stat utime+stime, in clock ticks)."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        ticks = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    except (OSError, IndexError, ValueError):
-        return None
-    ns = 0
-    try:
-        for tid in os.listdir(f"/proc/{pid}/task"):
-            try:
-                with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
-                    ns += int(f.read().split()[0])
-            except (OSError, ValueError, IndexError):
-                pass
-    except OSError:
-        pass
-    return ns / 1e9, ticks
-
-
-def cpu_delta(before, after) -> float | None:
-    if before is None or after is None:
-        return None
-    fine, coarse = after[0] - before[0], after[1] - before[1]
-    # schedstat misses threads that ended in between; trust the tick count then.
-    return coarse if fine <= 0 or coarse - fine > 0.03 else fine
-
-
 class System:
     """How to start one system's server and which client code its workers run."""
 
@@ -299,9 +265,10 @@ class System:
         self.broker_args = broker_args  # extra `decnet bus` options (--decnet-args)
         self.kind = {"decnet-pure": "decnet", "decnet-asyncio": "decnet"}.get(name, name)
         self.loop = "asyncio" if name == "decnet-asyncio" else "uvloop"
+        self.pure = name == "decnet-pure"
         self.env = dict(os.environ)
         self.env.pop("DECNET_BUS_NO_EXTENSIONS", None)
-        if name == "decnet-pure":
+        if self.pure:
             self.env["DECNET_BUS_NO_EXTENSIONS"] = "1"
 
     def missing(self) -> str | None:
@@ -324,47 +291,41 @@ class System:
                 return "uvloop not installed"
         return None
 
-    def broker_command(self, path: str, *extra: str) -> list[str]:
-        """The decnet broker's command line (run from ROOT, with ``self.env``)."""
-        return [sys.executable, "-m", "decnet", "bus", "--socket", path, "--loop", self.loop,
-                "--log-level", "warning", *self.broker_args, *extra]
+    def start_broker(self, tmp: str, *extra: str) -> BrokerProcess:
+        """The decnet broker as the trials run it (from ROOT, its socket and log
+        in ``tmp``), once it said READY=1; torn down with the rest on Ctrl-C."""
+        broker = BrokerProcess(os.path.join(tmp, "bus.sock"), "--log-level", "warning", *self.broker_args, *extra,
+                               loop=self.loop, env=self.env, pure=self.pure, workdir=tmp)
+        try:
+            broker.start(cwd=ROOT, stdin=subprocess.DEVNULL, start_new_session=True, preexec_fn=_pdeathsig)
+        except StartError as e:
+            lines = str(e).strip().splitlines()
+            raise TrialError("failed", " | ".join(lines[:1] + lines[1:][-6:])) from None
+        _live.append(broker.proc)
+        return broker
 
     def broker_hot_path(self) -> bool:
         """Whether the decnet broker, started as the trials start it, runs the
         compiled hot path. The clients report their own; the broker runs from
         ROOT, where a checkout without an in-place build imports the pure twin
         without a word, so it is asked: its heartbeat says ``accelerated``."""
-        from brokerproc import hello  # beside this file
-        from decnet.bus._pure import FrameDecoder, encode
-
         tmp = tempfile.mkdtemp(prefix=f"fanout-probe-{self.name}-")
-        path = os.path.join(tmp, "bus.sock")
-        p = spawn(self.broker_command(path, "--health-interval", "0.05"), self.env,
-                  os.path.join(tmp, "server.log"), pipes=False)
         try:
-            wait_connectable(p, socket.AF_UNIX, path)
-            with hello(path, "fanout-probe") as sock:  # times out after 10 s
-                sock.sendall(encode("SUB", "system.bus.health"))
-                decoder = FrameDecoder(1 << 20)
-                while True:
-                    data = sock.recv(65536)
-                    if not data:
-                        raise TrialError("failed", f"broker closed the probe: {log_tail(p)}")
-                    for verb, topic, body in decoder.feed(data):
-                        if verb == "EVT" and topic == "system.bus.health":
-                            return bool(json.loads(body)["accelerated"])
+            broker = self.start_broker(tmp, "--health-interval", "0.05")
+            try:
+                with Raw(broker.path, name="fanout-probe") as raw:  # times out after 10 s
+                    return bool(raw.heartbeat()["accelerated"])
+            finally:
+                stop(broker.proc)
         finally:
-            stop(p)
             shutil.rmtree(tmp, ignore_errors=True)
 
     def start_server(self, tmp: str) -> tuple[subprocess.Popen | None, str]:
         """Start the server; return (process or None, the address clients use)."""
         log = os.path.join(tmp, "server.log")
         if self.kind == "decnet":
-            path = os.path.join(tmp, "bus.sock")
-            p = spawn(self.broker_command(path), self.env, log, pipes=False)
-            wait_connectable(p, socket.AF_UNIX, path)
-            return p, path
+            broker = self.start_broker(tmp)
+            return broker.proc, str(broker.path)
         if self.kind == "nats":
             port = free_port()
             p = spawn([shutil.which("nats-server"), "-a", "127.0.0.1", "-p", str(port)], self.env, log, pipes=False)
@@ -417,15 +378,14 @@ def run_trial(system: System, n_subs: int, args, latency: bool) -> dict:
         res["client_loop"] = ready_pub.get("loop")
 
         # -- phase 1: throughput
-        srv_cpu0 = proc_cpu(server.pid) if server else None
+        srv_cpu0 = cpu_time(server.pid) if server else None
         for w in workers:
             w.send("go 1")
         sent = collect(inbox, [pub], "sent", args.phase_timeout, ph=1, what="publisher (phase 1)")[pub]
         done = collect(inbox, subs, "done", args.phase_timeout, ph=1, what="subscribers (phase 1)")
         pub.send("stop 1")
         pres = collect(inbox, [pub], "result", 30, ph=1, what="publisher result")[pub]
-        srv_cpu1 = proc_cpu(server.pid) if server else None
-        srv_cpu = cpu_delta(srv_cpu0, srv_cpu1) if server else None
+        srv_cpu = cpu_time(server.pid).since(srv_cpu0) if server else None
 
         d = list(done.values())
         delivered = sum(m["n"] for m in d)

@@ -15,8 +15,8 @@ import time
 
 import uvloop
 
-from brokerproc import Broker
 from decnet.bus import UnixBus
+from decnet.bus.testing import BrokerProcess
 
 PAD = "x" * 150
 
@@ -51,7 +51,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=8.0)
     args = parser.parse_args()
     ctx = mp.get_context("fork")
-    with Broker(loop=args.broker_loop) as broker:
+    with BrokerProcess(None, "--log-level", "warning", loop=args.broker_loop, pure=False) as broker:
         ready, out = ctx.Queue(), ctx.Queue()
         proc = ctx.Process(target=subscriber, args=(broker.path, args.client_loop, ready, out))
         proc.start()

@@ -12,8 +12,8 @@ import resource
 import threading
 import time
 
-from brokerproc import Broker, hello, until_pong
-from decnet.bus._pure import encode
+from decnet.bus.protocol import encode
+from decnet.bus.testing import BrokerProcess, Raw
 
 BODY = b'{"decky":"d00","state":"up","pad":"' + b"x" * 160 + b'"}'
 
@@ -23,10 +23,11 @@ def mib(n: int) -> str:
 
 
 def reader(path, ready, stop) -> None:
-    sock = hello(path)
-    sock.sendall(encode("SUB", "decky.*.state"))
-    until_pong(sock)
+    raw = Raw(path, name="bench")
+    raw.send(encode("SUB", "decky.*.state"))
+    raw.until_pong()
     ready.put(1)
+    sock = raw.sock
     sock.settimeout(0.2)
     while not stop.is_set():
         try:
@@ -47,19 +48,19 @@ def main() -> None:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, max(soft, args.connections + 256)), hard))
     rows = []
-    with Broker(pure=args.pure) as broker:
+    with BrokerProcess(None, "--log-level", "warning", pure=args.pure) as broker:
         time.sleep(0.5)
         rows.append(("idle", broker.rss()))
-        socks = []
+        raws = []
         for c in range(args.connections):
-            sock = hello(broker.path, name=f"idle-{c}")
-            sock.sendall(b"".join(encode("SUB", f"decky.d{c}.k{k}.>") for k in range(args.patterns)))
-            socks.append(sock)
-        for sock in socks:
-            until_pong(sock)
+            raw = Raw(broker.path, name=f"idle-{c}")
+            raw.send(*(encode("SUB", f"decky.d{c}.k{k}.>") for k in range(args.patterns)))
+            raws.append(raw)
+        for raw in raws:
+            raw.until_pong()
         rows.append((f"{args.connections:,} connections, {args.connections * args.patterns:,} subscriptions", broker.rss()))
-        for sock in socks:
-            sock.close()
+        for raw in raws:
+            raw.close()
         time.sleep(1)
         rows.append(("after they all left", broker.rss()))
 
@@ -70,7 +71,7 @@ def main() -> None:
             proc.start()
         for _ in procs:
             ready.get(timeout=30)
-        pub = hello(broker.path, name="publisher")
+        pub = Raw(broker.path, name="publisher")
         batch = b"".join(encode("PUB", f"decky.d{i % 100:02d}.state", BODY) for i in range(300))
         peak = 0
         done = threading.Event()
@@ -86,9 +87,9 @@ def main() -> None:
         deadline = time.monotonic() + args.seconds
         sent = 0
         while time.monotonic() < deadline:
-            pub.sendall(batch)
+            pub.send(batch)
             sent += 300
-        until_pong(pub)
+        pub.until_pong()
         done.set()
         sampler.join()
         stop.set()

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install the peer systems bench/fanout.py compares decnet-bus against:
 #   nats-server + redis-server (Debian packages) and their Python clients
-#   (nats-py, redis, pyzmq) plus matplotlib for the chart, into the project venv.
+#   (nats-py, redis, pyzmq) plus matplotlib for the chart and psutil for the
+#   servers' CPU time, into the project venv.
 # Usage: bash bench/peers.sh        (as root, or with sudo available)
 # Same Python packages as `pip install -e '.[bench]'`.
 set -euo pipefail
@@ -33,15 +34,15 @@ if [ ! -x "$venv/bin/pip" ]; then
     echo "peers.sh: no venv at $venv (run 'make test' or set VENV=...)" >&2
     exit 1
 fi
-echo "peers.sh: installing Python clients into $venv: nats-py redis pyzmq matplotlib"
-"$venv/bin/pip" install nats-py redis pyzmq matplotlib
+echo "peers.sh: installing Python clients into $venv: nats-py redis pyzmq matplotlib psutil"
+"$venv/bin/pip" install nats-py redis pyzmq matplotlib psutil
 
 echo "peers.sh: done."
 command -v nats-server >/dev/null && echo "  nats-server: $(nats-server --version 2>&1 | head -1)"
 command -v redis-server >/dev/null && echo "  redis-server: $(redis-server --version 2>&1 | head -1)"
 "$venv/bin/python" - <<'PY'
 import importlib, importlib.metadata as md
-for m, dist in (("nats", "nats-py"), ("redis", "redis"), ("zmq", "pyzmq"), ("matplotlib", "matplotlib")):
+for m, dist in (("nats", "nats-py"), ("redis", "redis"), ("zmq", "pyzmq"), ("matplotlib", "matplotlib"), ("psutil", "psutil")):
     try:
         importlib.import_module(m)
         print(f"  {dist}: {md.version(dist)}")

@@ -20,7 +20,7 @@ import shutil  # noqa: E402
 
 import uvloop  # noqa: E402
 
-from brokers import BrokerProcess, short_tmpdir  # noqa: E402
+from decnet.bus.testing import BrokerProcess, short_tmpdir  # noqa: E402
 
 LOOPS = {"uvloop": uvloop.new_event_loop, "asyncio": asyncio.new_event_loop}
 TEST_TIMEOUT = 60.0

@@ -1,4 +1,4 @@
-"""Sizes for the reliability tests, and what they read off a process.
+"""Sizes for the reliability tests, and how they report what they measured.
 
 Every reliability test runs a short version by default (CI) and the long one
 documented in docs/RELIABILITY.md when ``DECNET_BUS_STRESS=long``
@@ -15,20 +15,6 @@ LONG = os.environ.get("DECNET_BUS_STRESS", "").lower() == "long"
 def scale(short, long):
     """``long`` under ``DECNET_BUS_STRESS=long``, else ``short``."""
     return long if LONG else short
-
-
-def rss(pid: int) -> int:
-    """Resident set size of ``pid`` in bytes."""
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    raise AssertionError(f"no VmRSS for pid {pid}")
-
-
-def fds(pid: int) -> int:
-    """Open file descriptors of ``pid``."""
-    return len(os.listdir(f"/proc/{pid}/fd"))
 
 
 def report(name: str, **numbers) -> None:

@@ -36,12 +36,11 @@ from pathlib import Path
 import orjson
 import pytest
 
-from brokers import BrokerProcess, short_tmpdir
 from decnet.bus import FakeBus, NullBus, TopicError, UnixBus
 from decnet.bus import constants as C
 from decnet.bus._compat import implementations
 from decnet.bus._pure import encode
-from rawclient import Raw
+from decnet.bus.testing import BrokerProcess, Raw, short_tmpdir
 
 ROOT = os.geteuid() == 0
 NEEDS_ROOT = "needs root: creates throwaway users/groups and switches to them (CI runs as root)"

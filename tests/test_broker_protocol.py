@@ -8,9 +8,8 @@ import time
 import orjson
 import pytest
 
-from brokers import BrokerProcess
 from decnet.bus._pure import encode
-from rawclient import Follower, Raw
+from decnet.bus.testing import BrokerProcess, Follower, Raw
 from stress import report
 
 
@@ -187,9 +186,8 @@ def test_connection_limit_and_the_file_descriptor_limit(sockdir, loop_name):
     proc = BrokerProcess(sockdir / "bus.sock", "--max-connections", "3", "--health-interval", "0.1", loop=loop_name)
     proc.start(preexec_fn=low_soft_limit)
     try:
-        limits = open(f"/proc/{proc.proc.pid}/limits").read()
-        soft, hard = next(line.split()[3:5] for line in limits.splitlines() if line.startswith("Max open files"))
-        assert soft == hard and hard != "256", limits
+        soft, hard = proc.ps.rlimit(resource.RLIMIT_NOFILE)
+        assert soft == hard and hard != 256, (soft, hard)
         watch, a, b = Raw(proc.path), Raw(proc.path), Raw(proc.path)
         extra = Raw(proc.path, hello=False)
         error = extra.error()

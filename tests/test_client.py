@@ -9,10 +9,10 @@ import time
 
 import pytest
 
-from brokers import BrokerProcess
 from decnet.bus import BusError, BusUnavailable, FakeBus, NullBus, TopicError, UnixBus, factory, get_bus
-from decnet.bus.protocol import FrameDecoder, encode
 from decnet.bus.client_protocol import WRITE_HIGH
+from decnet.bus.protocol import FrameDecoder, encode
+from decnet.bus.testing import BrokerProcess
 
 WAIT = 15.0
 

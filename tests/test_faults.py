@@ -19,12 +19,11 @@ import time
 import orjson
 import pytest
 
-from brokers import BrokerProcess
-from rawclient import Raw
-from stress import fds, report, rss, scale
+from stress import report, scale
 
 from decnet.bus import UnixBus
 from decnet.bus.protocol import encode
+from decnet.bus.testing import BrokerProcess, Raw, fds, rss
 
 FORK = mp.get_context("fork")
 

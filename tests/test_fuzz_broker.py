@@ -15,14 +15,13 @@ import orjson
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from brokers import BrokerProcess
-from rawclient import Raw
-from stress import fds, report, scale
+from stress import report, scale
 
 from decnet.bus import constants as C
 from decnet.bus._pure import FrameDecoder
 from decnet.bus.errors import FrameError
 from decnet.bus.protocol import encode
+from decnet.bus.testing import BrokerProcess, Raw, fds
 
 EXAMPLES = scale(500, 10000)
 # The healthy pair's topic: one the fuzzer cannot stumble on (it may SUB to

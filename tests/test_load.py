@@ -12,10 +12,10 @@ import time
 from collections import defaultdict
 
 
-from brokers import BrokerProcess
-from stress import report, rss, scale
+from stress import report, scale
 
 from decnet.bus import UnixBus
+from decnet.bus.testing import BrokerProcess, rss
 
 FORK = mp.get_context("fork")
 PROCESSES = 4

@@ -12,12 +12,11 @@ import threading
 
 import orjson
 
-from brokers import BrokerProcess
-from rawclient import Follower, Raw
-from stress import report, rss, scale
+from stress import report, scale
 
 from decnet.bus import UnixBus
 from decnet.bus.protocol import encode
+from decnet.bus.testing import BrokerProcess, Follower, Raw, rss
 
 MiB = 1024 * 1024
 QUEUE_LIMIT = 8 * MiB  # the default

@@ -11,9 +11,8 @@ import sys
 
 import pytest
 
-from brokers import BrokerProcess
 from decnet.bus._pure import encode
-from rawclient import Raw
+from decnet.bus.testing import BrokerProcess, Raw
 
 
 def start_expecting_failure(path, *args, env=None):

@@ -1,44 +1,63 @@
-"""A blocking raw-socket client that speaks the wire protocol byte for byte."""
+"""A blocking raw-socket client that speaks the wire protocol byte for byte,
+and ``Follower``, which counts what one of them receives on a thread.
+
+Frames are encoded and decoded by the pure-Python twin whatever hot path the
+broker runs, so a compiled codec is never checked against itself.
+"""
 
 from __future__ import annotations
 
+import os
 import socket
 import threading
 import time
+from typing import Callable, Optional
 
 import orjson
 
-from decnet.bus import constants as C
-from decnet.bus._pure import FrameDecoder, encode
+from .. import constants as C
+from .._compat import implementations
+
+_pure = implementations()["pure"]
+encode = _pure.encode
 
 
 class Raw:
-    def __init__(self, path, hello: bool = True, name: str = "raw", echo: bool | None = None, timeout: float = 10.0) -> None:
+    """One connection to the broker at ``path``; says HELLO first unless
+    ``hello`` is false (the broker's reply is in ``server``). Every read
+    times out after ``timeout`` s, so a broker that stops answering fails the
+    caller instead of hanging it."""
+
+    def __init__(self, path: os.PathLike, hello: bool = True, name: str = "raw", echo: Optional[bool] = None,
+                 timeout: float = 10.0) -> None:
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.sock.settimeout(timeout)
         self.sock.connect(str(path))
-        self.decoder = FrameDecoder(C.MAX_LEN_FIELD)
+        self.decoder = _pure.FrameDecoder(C.MAX_LEN_FIELD)
         self.pending: list = []
-        self.raw_bytes = b""
-        self.server = None
+        self.raw_bytes = b""  # the first 64 KiB or so received, as they came
+        self.server: Optional[dict] = None
         self.watching = False  # subscribed to the heartbeat
         if hello:
-            body = {"v": 1, "name": name, "pid": 0}
+            body = {"v": 1, "name": name, "pid": os.getpid()}
             if echo is not None:
                 body["echo"] = echo
             self.send(encode("HELLO", None, orjson.dumps(body)))
-            verb, _, reply = self.frame()
-            assert verb == "HELLO", verb
-            self.server = orjson.loads(reply)
+            frame = self.frame()
+            if frame is None or frame[0] != "HELLO":
+                raise AssertionError(f"the broker answered HELLO with {frame}")
+            self.server = orjson.loads(frame[2])
 
     def send(self, *frames: bytes) -> None:
+        """Write the frames in one go."""
         self.sock.sendall(b"".join(frames))
 
     def pub(self, topic: str, payload) -> None:
+        """PUB ``payload`` as JSON."""
         self.send(encode("PUB", topic, orjson.dumps(payload)))
 
-    def frame(self):
-        """The next frame, or None at EOF."""
+    def frame(self) -> Optional[tuple]:
+        """The next frame ``(verb, topic, body)``, or None at EOF."""
         while not self.pending:
             data = self.sock.recv(65536)
             if not data:
@@ -48,17 +67,19 @@ class Raw:
         return self.pending.pop(0)
 
     def until_pong(self) -> list:
-        """Send PING; every frame received before the PONG."""
+        """Send PING; every frame received before the PONG. The broker answers
+        in order, so everything sent before has been handled."""
         self.send(encode("PING"))
         frames = []
         while True:
             frame = self.frame()
-            assert frame is not None, "connection closed before PONG"
+            if frame is None:
+                raise ConnectionError("the broker closed the connection before PONG")
             if frame[0] == "PONG":
                 return frames
             frames.append(frame)
 
-    def heartbeat(self, want=lambda health: True, timeout: float = 20.0) -> dict:
+    def heartbeat(self, want: Callable[[dict], bool] = lambda health: True, timeout: float = 20.0) -> dict:
         """The next system.bus.health heartbeat that satisfies ``want``
         (subscribes to it on first use; other frames are skipped)."""
         if not self.watching:
@@ -67,7 +88,8 @@ class Raw:
         deadline, health = time.monotonic() + timeout, None
         while time.monotonic() < deadline:
             frame = self.frame()
-            assert frame is not None, "the broker closed the connection"
+            if frame is None:
+                raise ConnectionError("the broker closed the connection")
             if frame[0] == "EVT" and frame[1] == "system.bus.health":
                 health = orjson.loads(frame[2])
                 if want(health):
@@ -75,8 +97,10 @@ class Raw:
         raise AssertionError(f"no heartbeat as wanted within {timeout} s (last: {health})")
 
     def error(self) -> dict:
+        """The body of the next frame, which must be an ERR."""
         frame = self.frame()
-        assert frame is not None and frame[0] == "ERR", frame
+        if frame is None or frame[0] != "ERR":
+            raise AssertionError(f"expected ERR, got {frame}")
         return orjson.loads(frame[2])
 
     def closed(self) -> bool:
@@ -90,6 +114,12 @@ class Raw:
 
     def close(self) -> None:
         self.sock.close()
+
+    def __enter__(self) -> "Raw":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
 
 class Follower:
@@ -107,7 +137,7 @@ class Follower:
         self.raw, self.want = raw, want
         self.count = 0
         self.done = False
-        self.error: BaseException | None = None
+        self.error: Optional[BaseException] = None
         self.changed = threading.Condition()
         self.thread = threading.Thread(target=self._read, daemon=True)
         self.thread.start()
@@ -133,12 +163,14 @@ class Follower:
         """Wait until the reader is at most ``window`` events behind ``sent``."""
         with self.changed:
             self.changed.wait_for(lambda: self.done or sent - self.count <= window, timeout)
-        assert sent - self.count <= window or self.done, f"the reader stayed {sent - self.count} events behind for {timeout} s"
+        if sent - self.count > window and not self.done:
+            raise AssertionError(f"the reader stayed {sent - self.count} events behind for {timeout} s")
 
     def result(self, timeout: float = 120.0) -> int:
         """How many EVTs it received, once it has them all (or the stream ended)."""
         self.thread.join(timeout)
         if self.error is not None:
             raise self.error
-        assert not self.thread.is_alive(), f"the reader is still waiting after {timeout} s ({self.count} of {self.want})"
+        if self.thread.is_alive():
+            raise AssertionError(f"the reader is still waiting after {timeout} s ({self.count} of {self.want})")
         return self.count
