@@ -12,13 +12,13 @@ import resource
 import signal
 import socket
 import stat
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Callable, Optional
 
 from . import __version__, constants as C, systemd
 from ._compat import ACCELERATED
-from .config import socket_path
+from .config import BrokerConfig, socket_path
 from .topics import SYSTEM_BUS_HEALTH
 from .unix_server import Broker, BrokerProtocol
 
@@ -95,16 +95,8 @@ async def _serve(options: Options, loop_name: str) -> int:
         path = socket_path(options.socket)
         sock = _bind(path, options.mode, options.group)
         owned = os.lstat(path).st_ino
-    broker = Broker(
-        max_payload=options.max_payload,
-        queue_limit=options.queue_limit,
-        max_subscriptions=options.max_subscriptions,
-        max_connections=options.max_connections,
-        max_stall=options.max_stall,
-        hello_timeout=options.hello_timeout,
-        loop_name=loop_name,
-        version=__version__,
-    )
+    config = BrokerConfig(**{f.name: getattr(options, f.name) for f in fields(Options)})
+    broker = Broker(config, loop_name=loop_name, version=__version__)
     server = await loop.create_unix_server(lambda: BrokerProtocol(broker), sock=sock, backlog=1024)
     stopping = asyncio.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
