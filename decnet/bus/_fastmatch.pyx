@@ -987,7 +987,6 @@ def relay(FrameDecoder decoder not None, SubscriptionIndex index not None, Outbo
     frame is left or, with ``limit``, once that many PUBs were routed."""
     cdef tuple frame
     cdef object topic
-    cdef Py_ssize_t n = 0
     while True:
         frame = decoder._next()
         if frame is None:
@@ -999,6 +998,7 @@ def relay(FrameDecoder decoder not None, SubscriptionIndex index not None, Outbo
             return frame
         stats.published += 1
         stats.routed += _route(index, sender, echo, <str>topic, <bytes>frame[2], flush)
-        n += 1
-        if n == limit:
-            return None
+        if limit:
+            limit -= 1
+            if not limit:
+                return None

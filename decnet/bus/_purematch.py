@@ -679,7 +679,6 @@ def relay(decoder: FrameDecoder, index: SubscriptionIndex, sender: Optional[Outb
     outboxes they reach in ``flush``; return the first frame that is anything
     else (a PUB with a bad or reserved topic included), or None when no whole
     frame is left or, with ``limit``, once that many PUBs were routed."""
-    n = 0
     for frame in decoder:
         verb, topic, evt = frame
         if verb is not _PUB or topic is None or topic.startswith(C.RESERVED_PREFIX):
@@ -688,7 +687,8 @@ def relay(decoder: FrameDecoder, index: SubscriptionIndex, sender: Optional[Outb
             return frame
         stats.published += 1
         stats.routed += route(index, sender, echo, topic, evt, flush)
-        n += 1
-        if n == limit:
-            return None
+        if limit:
+            limit -= 1
+            if not limit:
+                return None
     return None
