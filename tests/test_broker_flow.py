@@ -10,7 +10,8 @@ import asyncio
 import orjson
 
 from decnet.bus.config import BrokerConfig
-from decnet.bus.unix_server import MAX_REPLIES_PAUSED, Broker, BrokerProtocol, Flow
+from decnet.bus.broker_connection import MAX_REPLIES_PAUSED, BrokerProtocol, Flow
+from decnet.bus.unix_server import Broker
 
 HELLO_BODY = orjson.dumps({"v": 1, "name": "flow", "pid": 0})
 
