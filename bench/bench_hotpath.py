@@ -129,12 +129,12 @@ def _broker_setup(impl, chunk, subscribers):
     stats = impl.RouteStats()
     index = impl.SubscriptionIndex()
     for _ in range(subscribers):
-        index.add("decky.*.state", impl.Outbox(stats, 1 << 30, []))
-    return (impl, impl.FrameDecoder(relay=True).feed(chunk), index, stats), {}
+        index.add("decky.*.state", impl.Outbox(stats, 1 << 30))
+    return (impl, impl.FrameDecoder(relay=True).feed(chunk), index, stats, impl.FlushSet()), {}
 
 
-def _broker_read(impl, decoder, index, stats):
-    assert impl.relay(decoder, index, None, True, stats) is None
+def _broker_read(impl, decoder, index, stats, flush):
+    assert impl.relay(decoder, index, None, True, stats, flush) is None
     return stats.routed
 
 

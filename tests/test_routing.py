@@ -1,38 +1,51 @@
-"""The broker's routing core (Outbox, route, relay, RouteStats), for both twins."""
+"""The broker's routing core (Outbox, FlushSet, route, relay, RouteStats), for both twins."""
 
 import pytest
 
 from decnet.bus import FrameError
 
 
-def box(impl, limit=1 << 20, stats=None, dirty=None):
+def box(impl, limit=1 << 20, stats=None, stall_at=0):
     stats = stats if stats is not None else impl.RouteStats()
-    dirty = dirty if dirty is not None else []
-    return impl.Outbox(stats, limit, dirty), stats, dirty
+    return impl.Outbox(stats, limit, stall_at), stats
 
 
 def evt(impl, n, size=0):
     return impl.encode("EVT", "t", str(n).encode().ljust(size, b" "))
 
 
-def test_send_queues_and_marks_dirty_once(impl):
-    out, _, dirty = box(impl)
+def test_send_queues_and_lists_the_outbox_once_per_take_of_the_flush_set(impl):
+    out, _ = box(impl)
+    flush = impl.FlushSet()
     frames = [evt(impl, i) for i in range(3)]
     for frame in frames:
-        out.send(frame)
-    assert dirty == [out] and out.dirty and out.pending
-    assert out.take() == frames
-    assert not out.dirty and not out.pending and out.take() == []
+        out.send(frame, flush)
+    assert len(flush) == 1 and out.listed and out.pending
+    assert flush.take() == [out] and not flush and not out.listed
+    out.send(frames[0], flush)  # listed again once the set was taken, frames taken or not
+    assert flush.take() == [out]
+    assert out.take() == frames + frames[:1]
+    assert not out.pending and out.take() == []
+
+
+def test_the_flush_set_lists_outboxes_in_the_order_they_first_got_frames(impl):
+    flush = impl.FlushSet()
+    a, _ = box(impl)
+    b, _ = box(impl)
+    for out in (b, a, b, a):
+        out.send(evt(impl, 0), flush)
+    assert flush.take() == [b, a]
 
 
 def test_over_the_limit_the_oldest_evts_go_and_are_counted(impl):
     frames = [evt(impl, i, 100) for i in range(10)]
-    out, stats, _ = box(impl, limit=len(frames[0]) * 4)
+    out, stats = box(impl, limit=len(frames[0]) * 4)
+    flush = impl.FlushSet()
     pong = impl.encode("PONG")
-    out.send(frames[0])
-    out.send(pong)
+    out.send(frames[0], flush)
+    out.send(pong, flush)
     for frame in frames[1:]:
-        out.send(frame)
+        out.send(frame, flush)
     assert out.size <= out.limit
     assert out.dropped == stats.dropped == 6
     # The PONG survives shedding and goes out first; then the newest four events.
@@ -41,9 +54,10 @@ def test_over_the_limit_the_oldest_evts_go_and_are_counted(impl):
 
 def test_take_in_slices_keeps_order(impl):
     frames = [evt(impl, i, 1000) for i in range(20)]
-    out, _, _ = box(impl)
+    out, _ = box(impl)
+    flush = impl.FlushSet()
     for frame in frames:
-        out.send(frame)
+        out.send(frame, flush)
     got = []
     while out.pending:
         part = out.take(4096)
@@ -52,34 +66,40 @@ def test_take_in_slices_keeps_order(impl):
     assert got == frames
 
 
-def test_closing_outbox_takes_nothing_and_discard_counts_what_was_lost(impl):
-    out, stats, _ = box(impl)
-    out.send(evt(impl, 1))
-    out.send(impl.encode("PONG"))
-    assert out.discard() == 1 and stats.dropped == 1
-    out.send(evt(impl, 2))
-    assert not out.pending
+def test_a_discarded_outbox_is_closed_and_counts_what_was_lost(impl):
+    out, stats = box(impl)
+    flush = impl.FlushSet()
+    out.send(evt(impl, 1), flush)
+    out.send(impl.encode("PONG"), flush)
+    flush.take()
+    assert out.discard() == 1 and stats.dropped == 1 and out.closed
+    out.send(evt(impl, 2), flush)
+    assert not out.pending and not flush
 
 
-def test_route_honours_echo_and_counts(impl):
+def test_route_honours_echo_counts_and_lists_what_it_reached(impl):
     index = impl.SubscriptionIndex()
     stats = impl.RouteStats()
-    dirty = []
-    a, b = impl.Outbox(stats, 1 << 20, dirty), impl.Outbox(stats, 1 << 20, dirty)
+    flush = impl.FlushSet()
+    a, b, c = impl.Outbox(stats, 1 << 20), impl.Outbox(stats, 1 << 20), impl.Outbox(stats, 1 << 20)
     index.add("decky.*.state", a)
     index.add("decky.d1.>", a)  # a second match of a: still one frame for a
     index.add("decky.>", b)
+    index.add("other", c)
     frame = impl.encode("EVT", "decky.d1.state", b"{}")
-    assert impl.route(index, a, True, "decky.d1.state", frame) == 2
-    assert impl.route(index, a, False, "decky.d1.state", frame) == 1
-    assert impl.route(index, None, True, "nobody", frame) == 0
-    assert a.take() == [frame] and b.take() == [frame, frame]
+    assert impl.route(index, a, False, "decky.d1.state", frame, flush) == 1
+    assert flush.take() == [b]
+    assert impl.route(index, a, True, "decky.d1.state", frame, flush) == 2
+    assert impl.route(index, None, True, "nobody", frame, flush) == 0
+    assert sorted(map(id, flush.take())) == sorted(map(id, (a, b)))
+    assert a.take() == [frame] and b.take() == [frame, frame] and not c.pending
 
 
 def test_relay_routes_pubs_and_hands_back_everything_else_in_order(impl):
     index = impl.SubscriptionIndex()
     stats = impl.RouteStats()
-    sub = impl.Outbox(stats, 1 << 20, [])
+    flush = impl.FlushSet()
+    sub = impl.Outbox(stats, 1 << 20)
     index.add("a.*", sub)
     decoder = impl.FrameDecoder(relay=True)
     stream = (impl.encode("PUB", "a.1", b"1") + impl.encode("SUB", "b") + impl.encode("PUB", "a.2", b"2")
@@ -87,46 +107,65 @@ def test_relay_routes_pubs_and_hands_back_everything_else_in_order(impl):
               + impl.encode("PUB", "a.3", b"3"))
     decoder.feed(stream)
     handed = []
-    while (frame := impl.relay(decoder, index, sub, True, stats)) is not None:
+    while (frame := impl.relay(decoder, index, sub, True, stats, flush)) is not None:
         handed.append(frame[:2])
     assert handed == [("SUB", "b"), ("PUB", "a..bad"), ("PUB", "system.bus.health")]
+    assert flush.take() == [sub]
     assert sub.take() == [impl.encode("EVT", t, b) for t, b in [("a.1", b"1"), ("a.2", b"2"), ("a.3", b"3")]]
     assert (stats.published, stats.routed) == (3, 3)
+
+
+def test_relay_with_a_limit_returns_after_that_many_pubs(impl):
+    index = impl.SubscriptionIndex()
+    stats = impl.RouteStats()
+    flush = impl.FlushSet()
+    sub = impl.Outbox(stats, 1 << 20)
+    index.add("a", sub)
+    decoder = impl.FrameDecoder(relay=True)
+    decoder.feed(impl.encode("PUB", "a", b"1") + impl.encode("PUB", "nobody", b"2") + impl.encode("PING"))
+    assert impl.relay(decoder, index, sub, True, stats, flush, 1) is None
+    assert stats.published == 1 and sub.take() == [impl.encode("EVT", "a", b"1")]
+    assert impl.relay(decoder, index, sub, True, stats, flush, 1) is None  # one not routed to anyone counts
+    assert stats.published == 2
+    assert impl.relay(decoder, index, sub, True, stats, flush, 1)[0] == "PING"
+    assert impl.relay(decoder, index, sub, True, stats, flush, 1) is None and stats.published == 2
 
 
 def test_relay_raises_framing_errors_after_routing_what_came_before(impl):
     index = impl.SubscriptionIndex()
     stats = impl.RouteStats()
-    sub = impl.Outbox(stats, 1 << 20, [])
+    flush = impl.FlushSet()
+    sub = impl.Outbox(stats, 1 << 20)
     index.add(">", sub)
     decoder = impl.FrameDecoder(relay=True)
     decoder.feed(impl.encode("PUB", "a", b"1") + b"NOPE\n\x00\x00\x00\x00")
     with pytest.raises(FrameError):
-        impl.relay(decoder, index, sub, True, stats)
-    assert stats.published == 1 and len(sub.take()) == 1
+        impl.relay(decoder, index, sub, True, stats, flush)
+    assert stats.published == 1 and len(sub.take()) == 1 and flush.take() == [sub]
 
 
-def test_an_outbox_past_its_stall_mark_asks_once_per_drain(impl):
-    stats = impl.RouteStats()
+def test_an_outbox_past_its_stall_mark_reports_pressure_once_per_take(impl):
     frame = evt(impl, 0, 100)
-    out = impl.Outbox(stats, len(frame) * 100, [], len(frame) * 3)
+    out, _ = box(impl, limit=len(frame) * 100, stall_at=len(frame) * 3)
+    flush = impl.FlushSet()
     for _ in range(3):
-        out.send(frame)
-    assert not stats.pressure
-    out.send(frame)  # past the mark, and it has drained since it last asked (never asked)
-    assert stats.pressure
-    stats.pressure = False
+        out.send(frame, flush)
+    assert not flush.pressure
+    out.send(frame, flush)  # past the mark, and it was taken from since it last asked (never asked)
+    assert flush.pressure
+    flush.take()
+    assert not flush.pressure  # taking the set clears it
     for _ in range(10):
-        out.send(frame)
-    assert not stats.pressure  # a reader that does not drain asks only once
+        out.send(frame, flush)
+    assert not flush.pressure  # a reader that does not drain asks only once
     out.take(len(frame))  # it read some: it may ask again
-    out.send(frame)
-    assert stats.pressure
+    out.send(frame, flush)
+    assert flush.pressure
 
 
 def test_stall_mark_zero_never_asks(impl):
-    stats = impl.RouteStats()
-    out = impl.Outbox(stats, 1000, [])
+    out, _ = box(impl, limit=1000)
+    flush = impl.FlushSet()
     for i in range(50):
-        out.send(evt(impl, i, 100))
-    assert not stats.pressure and out.dropped > 0
+        out.send(evt(impl, i, 100), flush)
+    assert not flush.pressure and out.dropped > 0

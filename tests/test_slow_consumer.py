@@ -141,6 +141,8 @@ def test_drops_are_told_even_when_the_broker_closes_the_connection(sockdir, loop
         frames = []
         while (frame := stuck.frame()) is not None:
             frames.append(frame)
+        # Its exit, not a second SIGTERM: one that lands after the loop closed is not handled.
+        proc.proc.wait(10)
     finally:
         code = proc.stop()
     assert code == 0

@@ -49,8 +49,8 @@ def broker(impl, chunks, max_payload, echo):
     frame relay() hands back is taken as handled and relay() called again."""
     decoder = impl.FrameDecoder(max_payload=max_payload, relay=True)
     index = impl.SubscriptionIndex(cache_size=4)
-    stats, dirty = impl.RouteStats(), []
-    sender, other = impl.Outbox(stats, 1 << 20, dirty), impl.Outbox(stats, 64, dirty)
+    stats, flush = impl.RouteStats(), impl.FlushSet()
+    sender, other = impl.Outbox(stats, 1 << 20), impl.Outbox(stats, 64)
     for pattern in PATTERNS:
         index.add(pattern, other)
     index.add("a.>", sender)
@@ -58,9 +58,10 @@ def broker(impl, chunks, max_payload, echo):
     try:
         for chunk in chunks:
             decoder.feed(chunk)
-            while (frame := impl.relay(decoder, index, sender, echo, stats)) is not None:
+            while (frame := impl.relay(decoder, index, sender, echo, stats, flush)) is not None:
                 returned.append(frame)
     except FrameError as caught:
         error = (caught.code, str(caught))
-    counters = (stats.published, stats.routed, stats.dropped, other.dropped)
+    listed = ["sender" if box is sender else "other" for box in flush.take()]
+    counters = (stats.published, stats.routed, stats.dropped, other.dropped, listed)
     return returned, error, [sender.take(), other.take()], counters

@@ -59,6 +59,7 @@ Gap = impl.Gap
 NEW, ACTIVE, CLOSED = impl.NEW, impl.ACTIVE, impl.CLOSED
 # routing
 RouteStats = impl.RouteStats
+FlushSet = impl.FlushSet
 Outbox = impl.Outbox
 route = impl.route
 relay = impl.relay

@@ -1,5 +1,5 @@
-# Broker-side routing: RouteStats, Outbox, route and relay. Included by
-# _fastmatch.pyx; its twin is _pure/routing.py.
+# Broker-side routing: RouteStats, FlushSet, Outbox, route and relay. Included
+# by _fastmatch.pyx; its twin is _pure/routing.py.
 
 cdef str RESERVED_PREFIX = C.RESERVED_PREFIX
 
@@ -9,37 +9,63 @@ cdef class RouteStats:
     cdef public Py_ssize_t published  # PUBs routed
     cdef public Py_ssize_t routed     # EVT frames queued for subscribers
     cdef public Py_ssize_t dropped    # of those, dropped by drop-oldest or lost at close
-    cdef public bint pressure         # an outbox that drains passed its stall mark
+
+
+cdef class FlushSet:
+    """What routing leaves the broker to do once it has handled a read.
+
+    ``take()`` hands over the outboxes that got frames since the last take,
+    each once, in the order they first did: the broker gives each one write,
+    so everything routed while handling one read goes out together.
+    ``pressure`` says one of them passed its stall mark while still being
+    drained: the publisher of that read may be held a moment.
+    """
+    cdef list boxes
+    cdef public bint pressure
+
+    def __init__(self):
+        self.boxes = []
+
+    def __len__(self):
+        return len(self.boxes)
+
+    cpdef list take(self):
+        """The outboxes to flush, oldest first; the set is left empty and without pressure."""
+        cdef list boxes = self.boxes
+        cdef Outbox box
+        for box in boxes:
+            box.listed = False
+        self.boxes = []
+        self.pressure = False
+        return boxes
 
 
 cdef class Outbox:
     """One connection's outgoing frames: bounded, drop-oldest for EVTs.
 
-    ``send`` queues a frame and, the first time since the last ``take``, puts
-    the outbox on the broker's ``dirty`` list, so that everything routed while
-    handling one read goes out in one write. Over ``limit`` bytes the oldest
-    EVT frames are dropped and counted; control frames (PONG, ERR, BYE) never
-    are: they move to ``held`` and go out first.
+    ``send`` queues a frame and lists the outbox in the given FlushSet unless
+    it is listed already (an outbox belongs to one FlushSet, its broker's). Over ``limit`` bytes the oldest EVT frames are
+    dropped and counted; control frames (PONG, ERR, BYE) never are: they move
+    to ``held`` and go out first. Past ``stall_at`` bytes (0: never) it reports
+    pressure to the FlushSet, once per ``take``: a reader that is behind but
+    reading may have its publishers held, one that never reads asks once.
+    Once ``discard`` closed it, it queues nothing more.
     """
     cdef RouteStats stats
     cdef public Py_ssize_t limit
-    cdef list dirty_list
     cdef list frames
     cdef Py_ssize_t head   # frames[:head] were shed
     cdef readonly Py_ssize_t size  # bytes in frames[head:]
     cdef list held
-    cdef public bint dirty
-    cdef public bint paused
-    cdef public bint closing
-    cdef public Py_ssize_t dropped
-    cdef public object conn  # the connection it belongs to: the broker's business
-    cdef public Py_ssize_t stall_at  # 0: never ask publishers to wait
-    cdef bint progress  # drained since it last asked
+    cdef readonly bint listed  # in a FlushSet not taken since
+    cdef readonly bint closed
+    cdef readonly Py_ssize_t dropped
+    cdef readonly Py_ssize_t stall_at
+    cdef bint progress  # taken from since it last reported pressure
 
-    def __init__(self, RouteStats stats, Py_ssize_t limit, list dirty, Py_ssize_t stall_at=0):
+    def __init__(self, RouteStats stats not None, Py_ssize_t limit, Py_ssize_t stall_at=0):
         self.stats = stats
         self.limit = limit
-        self.dirty_list = dirty
         self.frames = []
         self.head = 0
         self.size = 0
@@ -52,22 +78,21 @@ cdef class Outbox:
         """Anything to write."""
         return bool(self.size or self.held)
 
-    def send(self, bytes frame):
-        self._send(frame)
+    def send(self, bytes frame not None, FlushSet flush not None):
+        """Queue ``frame``; list this outbox in ``flush``."""
+        self._send(frame, flush)
 
-    cdef inline _send(self, bytes frame):
-        if self.closing:
+    cdef inline _send(self, bytes frame, FlushSet flush):
+        if self.closed:
             return
         self.frames.append(frame)
         self.size += PyBytes_GET_SIZE(frame)
-        if not self.dirty:
-            self.dirty = True
-            self.dirty_list.append(self)
+        if not self.listed:
+            self.listed = True
+            flush.boxes.append(self)
         if self.size > self.stall_at and self.progress and self.stall_at:
-            # A reader that is behind but reading: ask the publisher to wait a
-            # little (once per drain, so one that never reads asks once).
             self.progress = False
-            self.stats.pressure = True
+            flush.pressure = True
         if self.size > self.limit:
             self._shed()
 
@@ -96,7 +121,6 @@ cdef class Outbox:
         cdef list out = self.held
         cdef list frames = self.frames
         cdef Py_ssize_t head = self.head, stop, taken = 0
-        self.dirty = False
         self.progress = True
         self.held = []
         if not max_bytes or self.size <= max_bytes:
@@ -119,7 +143,7 @@ cdef class Outbox:
         return out
 
     def discard(self):
-        """Throw away what is queued (the connection is gone); the EVTs lost."""
+        """Close it: throw away what is queued and queue nothing more; the EVTs lost."""
         cdef Py_ssize_t lost = 0
         for frame in self.frames[self.head:]:
             if (<bytes>frame).startswith(b"EVT"):
@@ -128,34 +152,37 @@ cdef class Outbox:
         self.head = 0
         self.size = 0
         self.held = []
-        self.closing = True
+        self.closed = True
         self.dropped += lost
         self.stats.dropped += lost
         return lost
 
 
-cdef inline Py_ssize_t _route(SubscriptionIndex index, object sender, bint echo, str topic, bytes evt) except -1:
+cdef inline Py_ssize_t _route(SubscriptionIndex index, object sender, bint echo, str topic, bytes evt, FlushSet flush) except -1:
     cdef tuple boxes = index._lookup(topic)
     cdef Py_ssize_t i, count = 0
     cdef Outbox box
     for i in range(len(boxes)):
         box = <Outbox>boxes[i]
         if box is not sender or echo:
-            box._send(evt)
+            box._send(evt, flush)
             count += 1
     return count
 
 
-cpdef Py_ssize_t route(SubscriptionIndex index, object sender, bint echo, str topic, bytes evt) except -1:
+def route(SubscriptionIndex index not None, object sender, bint echo, str topic not None, bytes evt not None,
+          FlushSet flush not None):
     """Queue ``evt`` on every outbox subscribed to ``topic`` (the sender's only
-    with ``echo``); how many."""
-    return _route(index, sender, echo, topic, evt)
+    with ``echo``), listing each in ``flush``; how many."""
+    return _route(index, sender, echo, topic, evt, flush)
 
 
-def relay(FrameDecoder decoder, SubscriptionIndex index, Outbox sender, bint echo, RouteStats stats):
-    """Route the PUBs that come next from a relay-mode decoder; return the first
-    frame that is anything else (a PUB with a bad or reserved topic included),
-    or None when no whole frame is left."""
+def relay(FrameDecoder decoder not None, SubscriptionIndex index not None, Outbox sender, bint echo,
+          RouteStats stats not None, FlushSet flush not None, Py_ssize_t limit=0):
+    """Route the PUBs that come next from a relay-mode decoder, listing the
+    outboxes they reach in ``flush``; return the first frame that is anything
+    else (a PUB with a bad or reserved topic included), or None when no whole
+    frame is left or, with ``limit``, once that many PUBs were routed."""
     cdef tuple frame
     cdef object topic
     while True:
@@ -168,4 +195,8 @@ def relay(FrameDecoder decoder, SubscriptionIndex index, Outbox sender, bint ech
         if topic is None or not _valid(<str>topic, False) or (<str>topic).startswith(RESERVED_PREFIX):
             return frame
         stats.published += 1
-        stats.routed += _route(index, sender, echo, <str>topic, <bytes>frame[2])
+        stats.routed += _route(index, sender, echo, <str>topic, <bytes>frame[2], flush)
+        if limit:
+            limit -= 1
+            if not limit:
+                return None

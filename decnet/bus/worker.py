@@ -93,6 +93,11 @@ async def _serve(config: BrokerConfig, loop_name: str) -> int:
 
     await stopping.wait()
 
+    # A second SIGTERM while stopping must not kill us: the loop's handlers
+    # would be restored to the default action as it closes.
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.remove_signal_handler(signum)
+        signal.signal(signum, signal.SIG_IGN)
     systemd.notify("STOPPING=1")
     log.info("stopping: %d connections", len(broker.connections))
     for task in tasks:

@@ -12,7 +12,7 @@ from .._shared import ACTIVE, CLOSED, NEW, Gap
 from .codec import FrameDecoder, encode
 from .delivery import Event, EventQueue, client_feed, deliver
 from .index import SubscriptionIndex
-from .routing import Outbox, RouteStats, relay, route
+from .routing import FlushSet, Outbox, RouteStats, relay, route
 from .topics import check_pattern, check_topic, matches
 
 __all__ = [
@@ -23,6 +23,7 @@ __all__ = [
     "EventQueue",
     "FrameDecoder",
     "Gap",
+    "FlushSet",
     "Outbox",
     "RouteStats",
     "SubscriptionIndex",

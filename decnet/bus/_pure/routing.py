@@ -1,4 +1,4 @@
-"""Broker-side routing: ``RouteStats``, ``Outbox``, ``route`` and ``relay``.
+"""Broker-side routing: ``RouteStats``, ``FlushSet``, ``Outbox``, ``route`` and ``relay``.
 
 The pure-Python twin of ``_routing.pxi``: same names, same answers, same errors.
 """
@@ -24,53 +24,77 @@ class RouteStats:
         self.published = 0  # PUBs routed
         self.routed = 0  # EVT frames queued for subscribers
         self.dropped = 0  # of those, dropped by drop-oldest or lost at close
-        self.pressure = False  # an outbox that drains passed its stall mark
+
+
+class FlushSet:
+    """What routing leaves the broker to do once it has handled a read.
+
+    ``take()`` hands over the outboxes that got frames since the last take,
+    each once, in the order they first did: the broker gives each one write,
+    so everything routed while handling one read goes out together.
+    ``pressure`` says one of them passed its stall mark while still being
+    drained: the publisher of that read may be held a moment.
+    """
+
+    def __init__(self) -> None:
+        self.boxes: list = []
+        self.pressure = False
+
+    def __len__(self) -> int:
+        return len(self.boxes)
+
+    def take(self) -> list:
+        """The outboxes to flush, oldest first; the set is left empty and without pressure."""
+        boxes = self.boxes
+        for box in boxes:
+            box.listed = False
+        self.boxes = []
+        self.pressure = False
+        return boxes
 
 
 class Outbox:
     """One connection's outgoing frames: bounded, drop-oldest for EVTs.
 
-    ``send`` queues a frame and, the first time since the last ``take``, puts
-    the outbox on the broker's ``dirty`` list, so that everything routed while
-    handling one read goes out in one write. Over ``limit`` bytes the oldest
-    EVT frames are dropped and counted; control frames (PONG, ERR, BYE) never
-    are: they move to ``held`` and go out first.
+    ``send`` queues a frame and lists the outbox in the given FlushSet unless
+    it is listed already (an outbox belongs to one FlushSet, its broker's). Over ``limit`` bytes the oldest EVT frames are
+    dropped and counted; control frames (PONG, ERR, BYE) never are: they move
+    to ``held`` and go out first. Past ``stall_at`` bytes (0: never) it reports
+    pressure to the FlushSet, once per ``take``: a reader that is behind but
+    reading may have its publishers held, one that never reads asks once.
+    Once ``discard`` closed it, it queues nothing more.
     """
 
-    def __init__(self, stats: RouteStats, limit: int, dirty: list, stall_at: int = 0) -> None:
+    def __init__(self, stats: RouteStats, limit: int, stall_at: int = 0) -> None:
         self.stats = stats
         self.limit = limit
-        self.dirty_list = dirty
-        self.stall_at = stall_at  # 0: never ask publishers to wait
-        self.progress = True  # drained since it last asked
+        self.stall_at = stall_at
+        self.progress = True  # taken from since it last reported pressure
         self.frames: list = []
         self.head = 0  # frames[:head] were shed
         self.size = 0  # bytes in frames[head:]
         self.held: list = []
-        self.dirty = False
-        self.paused = False
-        self.closing = False
+        self.listed = False  # in a FlushSet not taken since
+        self.closed = False
         self.dropped = 0
-        self.conn = None  # the connection it belongs to: the broker's business
 
     @property
     def pending(self) -> bool:
         """Anything to write."""
         return bool(self.size or self.held)
 
-    def send(self, frame: bytes) -> None:
-        if self.closing:
+    def send(self, frame: bytes, flush: FlushSet) -> None:
+        """Queue ``frame``; list this outbox in ``flush``."""
+        if self.closed:
             return
         self.frames.append(frame)
         self.size += len(frame)
-        if not self.dirty:
-            self.dirty = True
-            self.dirty_list.append(self)
+        if not self.listed:
+            self.listed = True
+            flush.boxes.append(self)
         if self.size > self.stall_at and self.progress and self.stall_at:
-            # A reader that is behind but reading: ask the publisher to wait a
-            # little (once per drain, so one that never reads asks once).
             self.progress = False
-            self.stats.pressure = True
+            flush.pressure = True
         if self.size > self.limit:
             self._shed()
 
@@ -94,7 +118,6 @@ class Outbox:
     def take(self, max_bytes: int = 0) -> list:
         """Frames to write now, oldest first: the held ones, then queued ones up
         to ``max_bytes`` (at least one; all of them when ``max_bytes`` is 0)."""
-        self.dirty = False
         self.progress = True
         out, self.held = self.held, []
         frames, head = self.frames, self.head
@@ -117,30 +140,32 @@ class Outbox:
         return out
 
     def discard(self) -> int:
-        """Throw away what is queued (the connection is gone); the EVTs lost."""
+        """Close it: throw away what is queued and queue nothing more; the EVTs lost."""
         lost = sum(1 for frame in self.frames[self.head :] if frame.startswith(_EVT_PREFIX))
         self.frames, self.head, self.size, self.held = [], 0, 0, []
-        self.closing = True
+        self.closed = True
         self.dropped += lost
         self.stats.dropped += lost
         return lost
 
 
-def route(index: SubscriptionIndex, sender: Optional[Outbox], echo: bool, topic: str, evt: bytes) -> int:
+def route(index: SubscriptionIndex, sender: Optional[Outbox], echo: bool, topic: str, evt: bytes, flush: FlushSet) -> int:
     """Queue ``evt`` on every outbox subscribed to ``topic`` (the sender's only
-    with ``echo``); how many."""
+    with ``echo``), listing each in ``flush``; how many."""
     count = 0
     for box in index.lookup(topic):
         if box is not sender or echo:
-            box.send(evt)
+            box.send(evt, flush)
             count += 1
     return count
 
 
-def relay(decoder: FrameDecoder, index: SubscriptionIndex, sender: Outbox, echo: bool, stats: RouteStats):
-    """Route the PUBs that come next from a relay-mode decoder; return the first
-    frame that is anything else (a PUB with a bad or reserved topic included),
-    or None when no whole frame is left."""
+def relay(decoder: FrameDecoder, index: SubscriptionIndex, sender: Optional[Outbox], echo: bool,
+          stats: RouteStats, flush: FlushSet, limit: int = 0):
+    """Route the PUBs that come next from a relay-mode decoder, listing the
+    outboxes they reach in ``flush``; return the first frame that is anything
+    else (a PUB with a bad or reserved topic included), or None when no whole
+    frame is left or, with ``limit``, once that many PUBs were routed."""
     for frame in decoder:
         verb, topic, evt = frame
         if verb is not _PUB or topic is None or topic.startswith(C.RESERVED_PREFIX):
@@ -148,5 +173,9 @@ def relay(decoder: FrameDecoder, index: SubscriptionIndex, sender: Outbox, echo:
         if not (len(topic) <= C.MAX_TOPIC and _TOPIC_RE.fullmatch(topic)):
             return frame
         stats.published += 1
-        stats.routed += route(index, sender, echo, topic, evt)
+        stats.routed += route(index, sender, echo, topic, evt, flush)
+        if limit:
+            limit -= 1
+            if not limit:
+                return None
     return None
