@@ -52,6 +52,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 WORKER = os.path.join(HERE, "fanout_worker.py")
 ALL_SYSTEMS = ["decnet", "decnet-pure", "decnet-asyncio", "nats", "redis", "zmq"]
+#: Runs only with --baseline: decnet (compiled, uvloop) from another checkout.
+BASELINE = "decnet-base"
 
 # ------------------------------------------------------------------ processes
 
@@ -260,16 +262,21 @@ def wait_connectable(proc: subprocess.Popen, family: int, addr, timeout: float =
 class System:
     """How to start one system's server and which client code its workers run."""
 
-    def __init__(self, name: str, broker_args: tuple = ()) -> None:
+    def __init__(self, name: str, broker_args: tuple = (), root: str = ROOT) -> None:
         self.name = name
         self.broker_args = broker_args  # extra `decnet bus` options (--decnet-args)
-        self.kind = {"decnet-pure": "decnet", "decnet-asyncio": "decnet"}.get(name, name)
+        self.kind = {"decnet-pure": "decnet", "decnet-asyncio": "decnet", BASELINE: "decnet"}.get(name, name)
+        # The checkout the decnet broker and clients import: ROOT, or --baseline's
+        # (first on PYTHONPATH, and the broker's working directory for `-m decnet`).
+        self.root = root
         self.loop = "asyncio" if name == "decnet-asyncio" else "uvloop"
         self.pure = name == "decnet-pure"
         self.env = dict(os.environ)
         self.env.pop("DECNET_BUS_NO_EXTENSIONS", None)
         if self.pure:
             self.env["DECNET_BUS_NO_EXTENSIONS"] = "1"
+        if root != ROOT:
+            self.env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, self.env.get("PYTHONPATH")]))
 
     def missing(self) -> str | None:
         """Why this system cannot run here, or None."""
@@ -297,7 +304,7 @@ class System:
         broker = BrokerProcess(os.path.join(tmp, "bus.sock"), "--log-level", "warning", *self.broker_args, *extra,
                                loop=self.loop, env=self.env, pure=self.pure, workdir=tmp)
         try:
-            broker.start(cwd=ROOT, stdin=subprocess.DEVNULL, start_new_session=True, preexec_fn=_pdeathsig)
+            broker.start(cwd=self.root, stdin=subprocess.DEVNULL, start_new_session=True, preexec_fn=_pdeathsig)
         except StartError as e:
             lines = str(e).strip().splitlines()
             raise TrialError("failed", " | ".join(lines[:1] + lines[1:][-6:])) from None
@@ -617,6 +624,10 @@ def parse_args(argv=None):
                    help="upper bound in seconds for one phase of one trial; past it the row is 'timeout' (default: 600)")
     p.add_argument("--decnet-args", default="", metavar="ARGS",
                    help="extra options for the decnet broker, e.g. '--max-stall-ms 0' (default: none)")
+    p.add_argument("--baseline", metavar="CHECKOUT",
+                   help=f"also run system {BASELINE}: decnet (compiled, uvloop) from another checkout built in place "
+                        "(e.g. a git worktree of the previous commit after `python setup.py build_ext --inplace`), "
+                        "interleaved with the others in each round: an A/B in one run")
     p.add_argument("--keep", action="store_true", help="keep each trial's temp dir (process logs) for debugging")
     p.add_argument("--out", metavar="FILE.md", help="also write the markdown report (machine info + table) to FILE.md")
     p.add_argument("--png", metavar="FILE.png", help="write a chart: events/s against N, one line per system (needs matplotlib)")
@@ -634,7 +645,15 @@ def parse_args(argv=None):
     args.subs_list = int_list(args.subs)
     args.latency_list = int_list(args.latency_subs)
     args.systems_list = [s.strip() for s in args.systems.split(",") if s.strip()]
-    unknown = [s for s in args.systems_list if s not in ALL_SYSTEMS]
+    if args.baseline:
+        if not os.path.isdir(os.path.join(args.baseline, "decnet", "bus")):
+            p.error(f"--baseline {args.baseline}: not a decnet-bus checkout (no decnet/bus in it)")
+        args.baseline = os.path.abspath(args.baseline)
+        if BASELINE not in args.systems_list:
+            args.systems_list.insert(0, BASELINE)
+    elif BASELINE in args.systems_list:
+        p.error(f"system {BASELINE} needs --baseline CHECKOUT")
+    unknown = [s for s in args.systems_list if s not in ALL_SYSTEMS + [BASELINE]]
     if unknown:
         p.error(f"unknown system(s): {', '.join(unknown)}; choose from {', '.join(ALL_SYSTEMS)}")
     if args.events < 1 or args.rounds < 1 or not args.subs_list:
@@ -665,7 +684,7 @@ def main(argv=None) -> int:
 
     systems = []
     for name in args.systems_list:
-        s = System(name, tuple(args.decnet_args.split()))
+        s = System(name, tuple(args.decnet_args.split()), args.baseline if name == BASELINE else ROOT)
         why = s.missing()
         if why:
             print(f"NOTE: skipping {name}: {why}", flush=True)
@@ -674,9 +693,9 @@ def main(argv=None) -> int:
             compiled = s.broker_hot_path()
             print(f"- {name} broker hot path: {'compiled' if compiled else 'pure Python'}", flush=True)
             if compiled != (name != "decnet-pure"):
-                print(f"error: the {name} broker (python -m decnet, run from {ROOT}) runs the "
+                print(f"error: the {name} broker (python -m decnet, run from {s.root}) runs the "
                       f"{'compiled' if compiled else 'pure'} hot path; build it in place first: "
-                      f"{sys.executable} -m pip install -e {ROOT}", file=sys.stderr)
+                      f"cd {s.root} && {sys.executable} setup.py build_ext --inplace", file=sys.stderr)
                 return 2
         systems.append(s)
     if not systems:
