@@ -214,7 +214,6 @@ class ClientProtocol(asyncio.Protocol):
             log.info("the broker on %s is going away", self.path)
 
 
-
 def _object(body: bytes) -> dict:
     """A HELLO or ERR body from the broker as a dict; {} for anything else.
     The broker is trusted, but a broken one must not crash every worker."""
