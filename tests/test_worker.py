@@ -38,6 +38,33 @@ def test_sigterm_says_bye_removes_the_socket_and_exits_0(sockdir, loop_name):
         proc.stop()
 
 
+def _ignored_signals(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as status:
+        return int(next(line for line in status if line.startswith("SigIgn:")).split()[1], 16)
+
+
+def test_a_second_sigterm_while_stopping_changes_nothing(sockdir, loop_name):
+    """systemd (or an impatient operator) may signal again while the broker says
+    BYE and flushes: the stop goes on and still exits 0. Once it is stopping,
+    SIGTERM is ignored, also after the loop has closed (its handlers would fall
+    back to the default action, which kills)."""
+    proc = BrokerProcess(sockdir / "bus.sock", loop=loop_name).start(keep_notify=True)
+    try:
+        holder = Raw(proc.path)  # never closes: the broker's shutdown waits for it
+        holder.until_pong()
+        proc.notify.settimeout(10)
+        proc.proc.send_signal(signal.SIGTERM)
+        while b"STOPPING=1" not in proc.notify.recv(4096):
+            pass
+        assert _ignored_signals(proc.pid) & (1 << (signal.SIGTERM - 1))
+        proc.proc.send_signal(signal.SIGTERM)
+        assert proc.proc.wait(30) == 0
+        holder.close()
+    finally:
+        proc.notify.close()
+        proc.stop()
+
+
 def test_refuses_to_start_when_a_broker_answers(broker):
     result = start_expecting_failure(broker.path)
     assert result.returncode == 1
