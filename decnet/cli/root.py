@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 import decnet.bus as decnet_bus
-from decnet.bus.config import SOURCES, socket_choice
+from decnet.bus.config import describe_source, socket_choice
 from decnet.cli.bus import bus_app
 
 app = typer.Typer(
@@ -28,7 +28,7 @@ def info() -> None:
     path, source = socket_choice()
     typer.echo(f"decnet-bus {decnet_bus.__version__}")
     typer.echo(f"hot path: {hot}")
-    typer.echo(f"socket: {path} ({SOURCES[source]})")
+    typer.echo(f"socket: {path} ({describe_source(source)})")
 
 
 def _version(value: bool) -> None:
