@@ -245,6 +245,76 @@ def test_group_member_connects_and_an_outsider_gets_eacces(accounts, basedir, la
     assert f"uid={accounts.outsider_uid} " not in log
 
 
+def decnet_as(uid: int, gid: int, groups: list[int], *args: str) -> tuple[int, str]:
+    """``decnet ARGS`` run as exactly ``uid``, ``gid`` and ``groups``: its exit
+    code and what it printed. In a forked child (this interpreter may live
+    where other users cannot execute it), through the console script's main().
+    What it imports is imported here first: the child may not read the
+    interpreter's files either."""
+    import decnet.cli.root  # noqa: F401
+    from decnet.bus import worker
+
+    worker.loop_factory("auto")
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: never returns into pytest
+        code = 70
+        try:
+            os.close(read_end)
+            out = os.fdopen(write_end, "w")
+            sys.stdout = sys.stderr = out
+            os.setgroups(groups)
+            os.setgid(gid)
+            os.setuid(uid)
+            sys.argv = ["decnet", *args]
+            try:
+                from decnet.cli import main
+
+                main()
+                code = 0
+            except SystemExit as done:
+                code = done.code if isinstance(done.code, int) else 1
+            except BaseException as error:  # noqa: BLE001 - reported to the parent
+                out.write(f"crash: {error!r}\n")
+            out.flush()
+        finally:
+            os._exit(code)
+    os.close(write_end)
+    with os.fdopen(read_end) as pipe:
+        output = pipe.read()
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status), output
+
+
+@pytest.mark.parametrize("layout", ["existing-0755-dir", "broker-made-dir", "mode-0600", "not-logged-in-again"])
+def test_a_refused_user_is_told_permission_denied_with_the_group_and_the_fix(accounts, basedir, layout):
+    """Not "no broker": one line naming the socket, the file that refuses (the
+    socket, or its directory), its group and mode, the user, and the fix, from
+    ``decnet bus pub``, ``sub`` and ``stats`` alike (exit 1)."""
+    args = ["--group", accounts.group]
+    path = basedir / ("run" if layout == "broker-made-dir" else "") / "bus.sock"
+    if layout == "mode-0600":
+        args += ["--mode", "0600"]
+    # The member, without the group in its session: as after `usermod -aG` without logging in again.
+    uid, user = ((accounts.member_uid, accounts.member) if layout in ("mode-0600", "not-logged-in-again")
+                 else (accounts.outsider_uid, accounts.outsider))
+    group, me = accounts.group, pwd.getpwuid(os.geteuid()).pw_name
+    expected = {
+        "existing-0755-dir": f"the socket belongs to group {group} (mode 0660) and user {user} is not in it; "
+                             f"add it with `sudo usermod -aG {group} {user}`, then log in again",
+        "broker-made-dir": f"its directory {path.parent} belongs to group {group} (mode 0750) and user {user} is "
+                           f"not in it; add it with `sudo usermod -aG {group} {user}`, then log in again",
+        "mode-0600": f"the socket belongs to group {group} (mode 0600), which lets only its owner {me} in; run as "
+                     f"{me}, or start the broker with --mode 0660 --group GROUP for a group user {user} is in",
+        "not-logged-in-again": f"the socket belongs to group {group} (mode 0660); user {user} is in it, but this "
+                               f"session is not yet: log in again (or run `newgrp {group}`)",
+    }[layout]
+    with BrokerProcess(path, *args):
+        for command in (["pub", "a.b", "{}"], ["sub", "a"], ["stats"]):
+            code, output = decnet_as(uid, accounts.primary_gid, [], "bus", *command, "--socket", str(path))
+            assert (code, output.splitlines()) == (1, [f"decnet: permission denied on {path}: {expected}"]), output
+
+
 # -- the socket's directory
 
 

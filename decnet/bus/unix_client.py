@@ -68,6 +68,7 @@ class UnixBus(Bus):
         # Why the last connection attempt failed (None: it did not, or none yet):
         # what BusUnavailable explains.
         self._failure: Optional[BaseException] = None
+        self._refusal_told = False
         self._proto: Optional[ClientProtocol] = None
         self._connector: Optional[asyncio.Task] = None
         self._attempt: Optional[asyncio.Future] = None
@@ -119,6 +120,7 @@ class UnixBus(Bus):
 
     async def _drop(self) -> None:
         self.dropped += 1
+        self._warn_if_refused()
         # Let the loop run: a tight publish loop that only ever drops would
         # otherwise starve the very I/O (reconnect, drain) that ends the drops.
         await asyncio.sleep(0)
@@ -153,7 +155,16 @@ class UnixBus(Bus):
                 pass
         # The broker is away: the subscription goes live on (re)connect, and
         # the reader learns with a Gap that it may have missed events.
+        self._warn_if_refused()
         sub.missed("connect")
+
+    def _warn_if_refused(self) -> None:
+        """A worker that publishes or subscribes lazily hears of a refused
+        socket once: unlike an absent broker, it does not go away by waiting.
+        (connect and flush raise it instead.)"""
+        if isinstance(self._failure, PermissionError) and not self._refusal_told:
+            self._refusal_told = True
+            log.warning("%s", self._unavailable())
 
     async def _detach(self, sub: Subscription) -> None:
         if self._unregister(sub) and self._proto is not None and not self._closed:
@@ -206,15 +217,9 @@ class UnixBus(Bus):
             try:
                 await asyncio.wait_for(self._open(), CONNECT_TIMEOUT)
                 opened = True
-                self._failure = None
+                self._failure, self._refusal_told = None, False
             except (OSError, asyncio.TimeoutError) as error:
-                # A refusal is worth a warning once: unlike an absent broker,
-                # it does not go away by waiting.
-                denied = isinstance(error, PermissionError)
-                if denied and not isinstance(self._failure, PermissionError):
-                    log.warning("%s", unreachable(self.path, error, self._source))
-                else:
-                    log.debug("no broker on %s: %s", self.path, error)
+                log.debug("no broker on %s: %s", self.path, error)
                 self._failure = error
                 opened = False
             attempt, self._attempt = self._attempt, None
