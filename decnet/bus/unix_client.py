@@ -13,7 +13,6 @@ import asyncio
 import logging
 import os
 import random
-import sys
 import time
 from types import ModuleType
 from typing import Any, Optional

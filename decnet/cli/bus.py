@@ -1,7 +1,9 @@
 """``decnet bus``: run the broker; ``pub``, ``sub`` and ``stats`` talk to it.
 
-Exit codes: 0 success; 1 the broker is unavailable or could not start;
-2 a usage error (bad option, topic, pattern or JSON).
+Exit codes: 0 success; 1 the broker is unavailable (the message says why:
+no socket, refused, permission denied) or could not start; 2 a usage error
+(bad option, topic, pattern or JSON, a reserved topic, a payload over the
+limit), found before connecting whether or not a broker runs.
 """
 
 from __future__ import annotations
