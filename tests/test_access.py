@@ -22,6 +22,7 @@ import asyncio
 import errno
 import grp
 import json
+import logging
 import os
 import pwd
 import secrets
@@ -36,7 +37,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from decnet.bus import FakeBus, NullBus, TopicError, UnixBus
+from decnet.bus import BusUnavailable, FakeBus, NullBus, TopicError, UnixBus
 from decnet.bus import constants as C
 from decnet.bus._compat import implementations
 from decnet.bus._pure import encode
@@ -313,6 +314,56 @@ def test_a_refused_user_is_told_permission_denied_with_the_group_and_the_fix(acc
         for command in (["pub", "a.b", "{}"], ["sub", "a"], ["stats"]):
             code, output = decnet_as(uid, accounts.primary_gid, [], "bus", *command, "--socket", str(path))
             assert (code, output.splitlines()) == (1, [f"decnet: permission denied on {path}: {expected}"]), output
+
+
+def test_the_library_says_permission_denied_too(accounts, basedir):
+    """UnixBus: connect() and flush() raise BusUnavailable with the same line;
+    a worker that only publishes drops (counted) and logs it once as a warning."""
+    path = basedir / "bus.sock"
+    read_end, write_end = os.pipe()
+    with BrokerProcess(path, "--group", accounts.group):
+        pid = os.fork()
+        if pid == 0:  # the child: never returns into pytest
+            try:
+                os.close(read_end)
+                result: dict = {}
+                try:
+                    os.setgroups([])
+                    os.setgid(accounts.primary_gid)
+                    os.setuid(accounts.outsider_uid)
+                    warnings: list = []
+                    handler = logging.Handler()
+                    handler.emit = lambda record: warnings.append(record.getMessage())
+                    logging.getLogger("decnet.bus.client").addHandler(handler)
+
+                    async def main():
+                        bus = UnixBus(path)
+                        for i in range(3):
+                            await bus.publish("a.b", i)
+                        result["counts"] = [bus.published, bus.dropped]
+                        for call in (bus.connect, bus.flush):
+                            try:
+                                await call()
+                            except BusUnavailable as error:
+                                result.setdefault("raised", []).append(str(error))
+                        await bus.close()
+
+                    asyncio.run(main())
+                    result["warnings"] = warnings
+                except BaseException as error:  # noqa: BLE001 - reported to the parent
+                    result["crash"] = repr(error)
+                os.write(write_end, json.dumps(result).encode())
+            finally:
+                os._exit(0)
+        os.close(write_end)
+        with os.fdopen(read_end, "rb") as pipe:
+            result = json.loads(pipe.read())
+        os.waitpid(pid, 0)
+    assert "crash" not in result, result
+    line = (f"permission denied on {path}: the socket belongs to group {accounts.group} (mode 0660) and user "
+            f"{accounts.outsider} is not in it; add it with `sudo usermod -aG {accounts.group} {accounts.outsider}`, "
+            f"then log in again")
+    assert result == {"counts": [0, 3], "raised": [line, line], "warnings": [line]}
 
 
 # -- the socket's directory
