@@ -10,9 +10,16 @@ $(BIN)/python:
 	$(BIN)/pip install -q --upgrade pip
 
 # Editable install: compiles decnet/bus/_fastmatch in place, or fails saying why.
-# Then runs the broker in the foreground on the default socket (Ctrl-C stops it).
-run: $(BIN)/python
+# Only when what it builds from changed since the last one (the stamp): the
+# packaging files and the Cython sources. The .py sources need no install: an
+# editable install runs them from the tree.
+INSTALLED := $(VENV)/.installed
+$(INSTALLED): $(BIN)/python pyproject.toml setup.py $(wildcard decnet/bus/*.pyx decnet/bus/*.pxi)
 	$(BIN)/pip install -q -e .
+	touch $@
+
+# Then runs the broker in the foreground on the default socket (Ctrl-C stops it).
+run: $(INSTALLED)
 	$(BIN)/decnet info
 	$(BIN)/decnet bus --loop uvloop
 

@@ -520,7 +520,7 @@ def fmt(v, kind: str = "f") -> str:
 
 
 def markdown(rows: list[dict], args) -> str:
-    head = ("| system | subs | delivered ev/s | lost | gaps | pub µs/publish | sub µs/event | server µs/delivery "
+    head = ("| system | subs | delivered ev/s, all subscribers | lost | gaps | pub µs/publish | sub µs/event | server µs/delivery "
             "| p50 µs | p99 µs | status |")
     out = [head, "|" + "---|" * 11]
     for r in rows:

@@ -22,6 +22,7 @@ import asyncio
 import errno
 import grp
 import json
+import logging
 import os
 import pwd
 import secrets
@@ -36,7 +37,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from decnet.bus import FakeBus, NullBus, TopicError, UnixBus
+from decnet.bus import BusUnavailable, FakeBus, NullBus, TopicError, UnixBus
 from decnet.bus import constants as C
 from decnet.bus._compat import implementations
 from decnet.bus._pure import encode
@@ -243,6 +244,126 @@ def test_group_member_connects_and_an_outsider_gets_eacces(accounts, basedir, la
     # SO_PEERCRED: the broker logged who connected; the outsider never got that far.
     assert ("'member' pid=" in log and f"uid={accounts.member_uid} " in log) == (layout != "mode-0600")
     assert f"uid={accounts.outsider_uid} " not in log
+
+
+def decnet_as(uid: int, gid: int, groups: list[int], *args: str) -> tuple[int, str]:
+    """``decnet ARGS`` run as exactly ``uid``, ``gid`` and ``groups``: its exit
+    code and what it printed. In a forked child (this interpreter may live
+    where other users cannot execute it), through the console script's main().
+    What it imports is imported here first: the child may not read the
+    interpreter's files either."""
+    import decnet.cli.root  # noqa: F401
+    from decnet.bus import worker
+
+    worker.loop_factory("auto")
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: never returns into pytest
+        code = 70
+        try:
+            os.close(read_end)
+            out = os.fdopen(write_end, "w")
+            sys.stdout = sys.stderr = out
+            os.setgroups(groups)
+            os.setgid(gid)
+            os.setuid(uid)
+            sys.argv = ["decnet", *args]
+            try:
+                from decnet.cli import main
+
+                main()
+                code = 0
+            except SystemExit as done:
+                code = done.code if isinstance(done.code, int) else 1
+            except BaseException as error:  # noqa: BLE001 - reported to the parent
+                out.write(f"crash: {error!r}\n")
+            out.flush()
+        finally:
+            os._exit(code)
+    os.close(write_end)
+    with os.fdopen(read_end) as pipe:
+        output = pipe.read()
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status), output
+
+
+@pytest.mark.parametrize("layout", ["existing-0755-dir", "broker-made-dir", "mode-0600", "not-logged-in-again"])
+def test_a_refused_user_is_told_permission_denied_with_the_group_and_the_fix(accounts, basedir, layout):
+    """Not "no broker": one line naming the socket, the file that refuses (the
+    socket, or its directory), its group and mode, the user, and the fix, from
+    ``decnet bus pub``, ``sub`` and ``stats`` alike (exit 1)."""
+    args = ["--group", accounts.group]
+    path = basedir / ("run" if layout == "broker-made-dir" else "") / "bus.sock"
+    if layout == "mode-0600":
+        args += ["--mode", "0600"]
+    # The member, without the group in its session: as after `usermod -aG` without logging in again.
+    uid, user = ((accounts.member_uid, accounts.member) if layout in ("mode-0600", "not-logged-in-again")
+                 else (accounts.outsider_uid, accounts.outsider))
+    group, me = accounts.group, pwd.getpwuid(os.geteuid()).pw_name
+    expected = {
+        "existing-0755-dir": f"the socket belongs to group {group} (mode 0660) and user {user} is not in it; "
+                             f"add it with `sudo usermod -aG {group} {user}`, then log in again",
+        "broker-made-dir": f"its directory {path.parent} belongs to group {group} (mode 0750) and user {user} is "
+                           f"not in it; add it with `sudo usermod -aG {group} {user}`, then log in again",
+        "mode-0600": f"the socket belongs to group {group} (mode 0600), which lets only its owner {me} in; run as "
+                     f"{me}, or start the broker with --mode 0660 --group GROUP for a group user {user} is in",
+        "not-logged-in-again": f"the socket belongs to group {group} (mode 0660); user {user} is in it, but this "
+                               f"session is not yet: log in again (or run `newgrp {group}`)",
+    }[layout]
+    with BrokerProcess(path, *args):
+        for command in (["pub", "a.b", "{}"], ["sub", "a"], ["stats"]):
+            code, output = decnet_as(uid, accounts.primary_gid, [], "bus", *command, "--socket", str(path))
+            assert (code, output.splitlines()) == (1, [f"decnet: permission denied on {path}: {expected}"]), output
+
+
+def test_the_library_says_permission_denied_too(accounts, basedir):
+    """UnixBus: connect() and flush() raise BusUnavailable with the same line;
+    a worker that only publishes drops (counted) and logs it once as a warning."""
+    path = basedir / "bus.sock"
+    read_end, write_end = os.pipe()
+    with BrokerProcess(path, "--group", accounts.group):
+        pid = os.fork()
+        if pid == 0:  # the child: never returns into pytest
+            try:
+                os.close(read_end)
+                result: dict = {}
+                try:
+                    os.setgroups([])
+                    os.setgid(accounts.primary_gid)
+                    os.setuid(accounts.outsider_uid)
+                    warnings: list = []
+                    handler = logging.Handler()
+                    handler.emit = lambda record: warnings.append(record.getMessage())
+                    logging.getLogger("decnet.bus.client").addHandler(handler)
+
+                    async def main():
+                        bus = UnixBus(path)
+                        for i in range(3):
+                            await bus.publish("a.b", i)
+                        result["counts"] = [bus.published, bus.dropped]
+                        for call in (bus.connect, bus.flush):
+                            try:
+                                await call()
+                            except BusUnavailable as error:
+                                result.setdefault("raised", []).append(str(error))
+                        await bus.close()
+
+                    asyncio.run(main())
+                    result["warnings"] = warnings
+                except BaseException as error:  # noqa: BLE001 - reported to the parent
+                    result["crash"] = repr(error)
+                os.write(write_end, json.dumps(result).encode())
+            finally:
+                os._exit(0)
+        os.close(write_end)
+        with os.fdopen(read_end, "rb") as pipe:
+            result = json.loads(pipe.read())
+        os.waitpid(pid, 0)
+    assert "crash" not in result, result
+    line = (f"permission denied on {path}: the socket belongs to group {accounts.group} (mode 0660) and user "
+            f"{accounts.outsider} is not in it; add it with `sudo usermod -aG {accounts.group} {accounts.outsider}`, "
+            f"then log in again")
+    assert result == {"counts": [0, 3], "raised": [line, line], "warnings": [line]}
 
 
 # -- the socket's directory
@@ -478,10 +599,9 @@ def test_the_client_library_refuses_reserved_topics_up_front(sockdir, kind):
             with pytest.raises(TopicError) as caught:
                 await bus.publish(topic, {"v": 1})
             assert caught.value.code == C.E_RESERVED_TOPIC
-        if kind == "unix":
-            assert (bus.published, bus.dropped) == (0, 0)  # refused: neither sent nor a drop
+        assert (bus.published, bus.dropped) == (0, 0)  # refused: neither sent nor a drop
         if kind == "fake":
-            assert bus.published == []
+            assert bus.events == []
             async with bus.subscribe(">") as sub:
                 await bus.publish("system.log", {"ok": True})
                 assert (await asyncio.wait_for(sub.__anext__(), 10)).topic == "system.log"

@@ -36,7 +36,7 @@ def test_events_flow_through_the_given_twin(impl):
             await sub.close()
             got = [evt async for evt in sub]
         assert [(type(e), e.topic, e.payload) for e in got] == [(impl.Event, "a.b", {"n": 1})]
-        assert type(bus.published[0]) is impl.Event
+        assert type(bus.events[0]) is impl.Event and bus.published == len(bus.events) == 2
 
     asyncio.run(main())
 

@@ -1,6 +1,9 @@
+import socket
 import subprocess
 import sys
+from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 import decnet.bus
@@ -21,6 +24,30 @@ def test_info_reports_the_hot_path_in_use():
     assert expected in result.output
 
 
+def test_version():
+    result = subprocess.run([sys.executable, "-m", "decnet", "--version"], capture_output=True, text=True)
+    assert result.returncode == 0 and result.stdout == f"decnet-bus {decnet.bus.__version__}\n"
+
+
+@pytest.mark.parametrize("source", ["env", "run_dir", "default"])
+def test_info_says_which_socket_a_client_uses_and_why(source, monkeypatch, tmp_path):
+    from decnet.bus import config
+
+    monkeypatch.delenv("DECNET_BUS_SOCKET", raising=False)
+    monkeypatch.setattr(config, "RUN_DIR", tmp_path / "run" if source == "run_dir" else tmp_path / "absent")
+    if source == "run_dir":
+        (tmp_path / "run").mkdir()
+    if source == "env":
+        monkeypatch.setenv("DECNET_BUS_SOCKET", str(tmp_path / "env.sock"))
+    line = CliRunner().invoke(app, ["info"]).output.splitlines()[-1]
+    expected = {
+        "env": f"socket: {tmp_path / 'env.sock'} (from $DECNET_BUS_SOCKET)",
+        "run_dir": f"socket: {tmp_path / 'run' / 'bus.sock'} ({tmp_path / 'run'} exists)",
+        "default": f"socket: {Path.home() / '.decnet' / 'bus.sock'} (the development default: {tmp_path / 'absent'} does not exist)",
+    }[source]
+    assert line == expected
+
+
 def test_python_dash_m_runs_the_cli():
     result = subprocess.run([sys.executable, "-m", "decnet", "--help"], capture_output=True, text=True)
     assert result.returncode == 0
@@ -32,6 +59,8 @@ def test_python_dash_m_runs_the_cli():
 import os  # noqa: E402
 
 import orjson  # noqa: E402
+
+from decnet.bus.testing import BrokerProcess  # noqa: E402
 
 
 def run_decnet(*args, input=None, timeout=30, socket_path=None):
@@ -66,8 +95,68 @@ def test_sub_shows_what_pub_sends(broker):
 def test_pub_reads_one_event_per_stdin_line(broker):
     result = run_decnet("bus", "pub", "system.log", "--socket", str(broker.path), input='{"n":1}\n\n{"n":2}\n')
     assert result.returncode == 0, result.stderr
-    bad = run_decnet("bus", "pub", "system.log", "--socket", str(broker.path), input='{"n":1}\nnot json\n')
-    assert bad.returncode == 2 and "stdin line 2 is not JSON" in bad.stderr
+
+
+def one_line(result) -> str:
+    assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
+    return result.stderr.strip()
+
+
+def test_a_bad_stdin_line_publishes_nothing_and_names_its_line(broker):
+    """Every line is checked before any is published: a bad one is named by
+    its own line number (blank lines count), once, and nothing goes out."""
+    watch = subprocess.Popen(
+        [sys.executable, "-m", "decnet", "bus", "sub", "cli.>", "--count", "1", "--socket", str(broker.path)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        lines = '{"n":1}\n\n{"n":2}\n{"n": 3,}\n{"n":4}\n'
+        bad = run_decnet("bus", "pub", "cli.bad", "--socket", str(broker.path), input=lines)
+        assert bad.returncode == 2
+        message = one_line(bad)
+        assert message.startswith("decnet: stdin line 4 is not JSON (column 8: trailing comma") and "line 1" not in message
+        assert message.endswith("nothing was published")
+        # The subscriber's one event is the marker: nothing of cli.bad came before it.
+        for _ in range(200):
+            assert run_decnet("bus", "pub", "cli.marker", "{}", socket_path=broker.path).returncode == 0
+            if watch.poll() is not None:
+                break
+        out, err = watch.communicate(timeout=30)
+    finally:
+        watch.kill()
+    assert [orjson.loads(line)["topic"] for line in out.splitlines()] == ["cli.marker"], err
+
+
+def test_a_payload_over_the_limit_exits_2_and_publishes_nothing(sockdir):
+    """Without a broker, the default limit is the one known; with one, its own
+    announced limit (here smaller) stands. Either way: exit 2, one line, and no
+    event of the batch is published."""
+    big = '"' + "x" * (1024 * 1024) + '"\n'
+    none = run_decnet("bus", "pub", "a.b", input='{"n":1}\n' + big, socket_path=sockdir / "none.sock")
+    assert none.returncode == 2
+    assert one_line(none) == ("decnet: stdin line 2: payload of 1048578 bytes exceeds the default limit of "
+                              "1048576 bytes; nothing was published")
+    with BrokerProcess(sockdir / "small.sock", "--max-payload", "100") as proc:
+        result = run_decnet("bus", "pub", "a.b", "--socket", str(proc.path), input='{"n":1}\n"' + "y" * 200 + '"\n')
+        assert result.returncode == 2
+        assert "stdin line 2: payload of 202 bytes exceeds the broker's limit of 100 bytes" in one_line(result)
+        assert run_decnet("bus", "pub", "a.b", '{"n":1}', "--socket", str(proc.path)).returncode == 0
+
+
+@pytest.mark.parametrize("with_broker", [False, True], ids=["no-broker", "broker"])
+def test_a_reserved_topic_exits_2_whether_or_not_a_broker_runs(sockdir, with_broker):
+    path = sockdir / "bus.sock"
+    proc = BrokerProcess(path) if with_broker else None
+    try:
+        if proc:
+            proc.start()
+        for topic in ("system.bus.health", "system.bus.x"):
+            result = run_decnet("bus", "pub", topic, "{}", "--socket", str(path))
+            assert result.returncode == 2
+            assert one_line(result) == f"decnet: topic {topic!r} is reserved for the broker (system.bus.*)"
+    finally:
+        if proc:
+            proc.stop()
 
 
 def test_stats_prints_the_next_heartbeat(broker):
@@ -80,16 +169,30 @@ def test_stats_prints_the_next_heartbeat(broker):
 
 
 def test_no_broker_is_one_line_naming_the_path_and_how_to_start_one(sockdir):
+    path = sockdir / "none.sock"
     for args in (["bus", "pub", "a.b", "{}"], ["bus", "sub", "a"], ["bus", "stats"]):
-        result = run_decnet(*args, socket_path=sockdir / "none.sock")
+        result = run_decnet(*args, socket_path=path)
         assert result.returncode == 1
-        assert str(sockdir / "none.sock") in result.stderr and "decnet bus" in result.stderr
-        assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
+        assert one_line(result) == f"decnet: no broker on {path}: no such socket; start one with `decnet bus --socket {path}`"
+        given = run_decnet(*args, "--socket", str(path))
+        assert given.returncode == 1 and one_line(given) == one_line(result)
+
+
+def test_a_socket_nobody_listens_on_is_told_apart(sockdir):
+    path = sockdir / "stale.sock"
+    stale = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    stale.bind(str(path))
+    stale.close()
+    result = run_decnet("bus", "pub", "a.b", "{}", "--socket", str(path))
+    assert result.returncode == 1
+    assert one_line(result).startswith(f"decnet: no broker on {path}: connection refused")
+    assert f"`decnet bus --socket {path}`" in result.stderr
 
 
 def test_user_mistakes_exit_2(sockdir):
     assert run_decnet("bus", "pub", "a..b", "{}", socket_path=sockdir / "x").returncode == 2
-    assert run_decnet("bus", "pub", "a.b", "{nope", socket_path=sockdir / "x").returncode == 2
+    bad = run_decnet("bus", "pub", "a.b", "{nope", socket_path=sockdir / "x")
+    assert bad.returncode == 2 and one_line(bad).startswith("decnet: the payload is not JSON (column 2: ")
     result = run_decnet("bus", "sub", "a.>.b", socket_path=sockdir / "x")
     assert result.returncode == 2 and "token 2" in result.stderr
 
@@ -98,9 +201,6 @@ def test_user_mistakes_exit_2(sockdir):
 
 import dataclasses  # noqa: E402
 import re  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-import pytest  # noqa: E402
 import typer  # noqa: E402
 
 from decnet.bus.config import BrokerConfig, ConfigError, LogLevel, Loop  # noqa: E402

@@ -1,11 +1,13 @@
 """The bus API end to end, written once and run against FakeBus and a real broker
-(on uvloop and asyncio): what proves FakeBus is a faithful stand-in."""
+(on uvloop and asyncio): what proves FakeBus is a faithful stand-in; and the
+interface UnixBus, FakeBus and NullBus share."""
 
 import asyncio
 
 import pytest
 
 from decnet.bus import BusError, FakeBus, TopicError, UnixBus, topics
+from decnet.bus import constants as C
 
 WAIT = 10.0
 
@@ -244,3 +246,62 @@ def test_gaps_can_be_turned_off(make_bus, run):
         await consumer.close()
 
     run(main())
+
+
+# -- one interface: UnixBus, FakeBus and NullBus offer the same public surface
+
+from decnet.bus import NullBus  # noqa: E402
+
+
+# FakeBus's own addition: the record tests assert on. Nothing else may differ.
+FAKE_ONLY = {"events"}
+
+
+def public(bus) -> set:
+    names = {name for name in dir(bus) if not name.startswith("_")}
+    return names - FAKE_ONLY if isinstance(bus, FakeBus) else names
+
+
+def test_every_bus_offers_the_same_attributes_and_stats_keys(broker, run):
+    """Code written against one bus runs against the others: the same public
+    attributes and stats() keys, of the same types, with values that say what
+    happened. One publish each: the broker's client and FakeBus hand it on,
+    NullBus (switched off) counts it as dropped."""
+
+    async def main():
+        buses = {"unix": UnixBus(broker.path, publish_wait=WAIT), "fake": FakeBus(), "null": NullBus()}
+        for bus in buses.values():
+            await bus.connect()
+            await bus.publish("decky.d1.state", {"state": "up"})
+            await bus.flush()
+        surfaces = {kind: public(bus) for kind, bus in buses.items()}
+        assert surfaces["unix"] == surfaces["fake"] == surfaces["null"], surfaces
+        stats = {kind: bus.stats() for kind, bus in buses.items()}
+        assert set(stats["unix"]) == set(stats["fake"]) == set(stats["null"])
+        for kind, bus in buses.items():
+            for name in ("published", "dropped", "connects", "errors", "broker_dropped", "max_payload"):
+                assert type(getattr(bus, name)) is int, (kind, name)
+            assert type(bus.connected) is bool and type(bus.name) is str
+            assert {k: v for k, v in stats[kind].items() if k in public(bus)} == {
+                k: getattr(bus, k) for k in stats[kind] if k in public(bus)}
+        assert buses["fake"].events[0].topic == "decky.d1.state"
+        counts = {kind: (b.published, b.dropped, b.connected) for kind, b in buses.items()}
+        assert counts == {"unix": (1, 0, True), "fake": (1, 0, True), "null": (0, 1, False)}
+        assert buses["unix"].connects == 1 and buses["unix"].server["server"] == "decnet-bus"
+        assert (buses["fake"].server, buses["null"].server, buses["null"].path) == (None, None, None)
+        assert {b.max_payload for b in buses.values()} == {C.DEFAULT_MAX_PAYLOAD}
+        for bus in buses.values():
+            await bus.close()
+        assert not buses["fake"].connected and not buses["unix"].connected
+
+    run(main())
+
+
+def test_the_interface_is_declared_on_bus():
+    """What the three share lives on Bus, not copied into each: a new public
+    name on one of them is a new name on Bus."""
+    from decnet.bus import Bus
+
+    declared = public(Bus())
+    for cls in (UnixBus, FakeBus, NullBus):
+        assert public(cls()) == declared, cls.__name__

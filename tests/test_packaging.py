@@ -81,3 +81,28 @@ def test_opt_out_builds_a_pure_python_wheel(tmp_path):
     # The Cython sources ship too (the sdist builds from them): every include file.
     assert {f"decnet/bus/_{part}.pxi" for part in ("topics", "index", "codec", "delivery", "routing")} <= set(names)
     assert not [n for n in names if n.endswith((".so", ".pyd"))]
+
+
+def test_make_run_installs_only_when_what_it_builds_from_changed(tmp_path):
+    """``make run`` re-runs ``pip install -e .`` only when the packaging files
+    or the Cython sources are newer than its stamp (``make -n -W FILE``: as if
+    FILE had just changed; nothing is run)."""
+    make = shutil.which("make")
+    if make is None:
+        pytest.skip("make is not installed")
+    venv = tmp_path / "venv"
+    (venv / "bin").mkdir(parents=True)
+    (venv / "bin" / "python").touch()
+    (venv / ".installed").touch()  # after the python, after every source of the checkout
+
+    def dry_run(*args: str) -> str:
+        cmd = [make, "-n", "-C", str(ROOT), "run", f"VENV={venv}", *args]
+        return subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+
+    assert "pip install" not in dry_run() and "decnet bus" in dry_run()
+    cython = [*(ROOT / "decnet" / "bus").glob("*.pyx"), *(ROOT / "decnet" / "bus").glob("*.pxi")]
+    sources = ["pyproject.toml", "setup.py", *(str(p.relative_to(ROOT)) for p in cython)]
+    assert "decnet/bus/_fastmatch.pyx" in sources and "decnet/bus/_routing.pxi" in sources
+    for source in sources:
+        assert "pip install -q -e ." in dry_run("-W", source), source
+    assert "pip install" not in dry_run("-W", "decnet/bus/base.py")

@@ -18,7 +18,7 @@ __version__ = "0.1.0"
 
 from ._compat import ACCELERATED, SubscriptionIndex
 from .base import BaseSubscription, Bus, Event, Gap, Subscription
-from .errors import BusError, FrameError, TopicError
+from .errors import BusError, FrameError, PayloadTooLarge, TopicError
 from .factory import get_bus
 from .fake import FakeBus, NullBus
 from .topics import check_pattern, check_topic, matches
@@ -35,6 +35,7 @@ __all__ = [
     "FrameError",
     "Gap",
     "NullBus",
+    "PayloadTooLarge",
     "Subscription",
     "SubscriptionIndex",
     "TopicError",

@@ -8,6 +8,9 @@ Subscriptions queue events in that implementation's ``EventQueue``.
 
 from __future__ import annotations
 
+import os
+import sys
+from pathlib import Path
 from types import ModuleType
 from typing import Any, Optional, Union
 
@@ -16,7 +19,7 @@ import orjson
 from . import _compat
 from . import constants as C
 from ._compat import ACTIVE, CLOSED, NEW, Event, Gap
-from .errors import BusError, TopicError
+from .errors import BusError, PayloadTooLarge, TopicError
 from .topics import check_pattern, check_topic
 
 Item = Union[Event, Gap]
@@ -130,21 +133,96 @@ def subscription_class(impl: ModuleType) -> type:
     return cls
 
 
+def check_publish_topic(topic: str) -> None:
+    """What ``publish`` checks of a topic: the grammar (TopicError ``bad_topic``),
+    and that it is not the broker's own (TopicError ``reserved_topic``)."""
+    check_topic(topic)
+    if topic.startswith(C.RESERVED_PREFIX):
+        raise TopicError(f"topic {topic!r} is reserved for the broker ({C.RESERVED_PREFIX}*)", C.E_RESERVED_TOPIC)
+
+
+def check_size(body: bytes, max_payload: int) -> None:
+    """``PayloadTooLarge`` if ``body`` is over ``max_payload`` bytes."""
+    if len(body) > max_payload:
+        raise PayloadTooLarge(f"payload of {len(body)} bytes exceeds the broker's limit of {max_payload} bytes")
+
+
+def encode_event(topic: str, payload: Any, max_payload: int) -> bytes:
+    """The body ``publish`` would send for ``payload`` on ``topic``, after every
+    check of the caller's mistakes: the topic (``check_publish_topic``), a payload
+    orjson cannot encode (TypeError), its size (``PayloadTooLarge``)."""
+    check_publish_topic(topic)
+    body = orjson.dumps(payload)
+    check_size(body, max_payload)
+    return body
+
+
 class Bus:
     """What every bus offers. Subclasses provide ``publish``, ``flush`` and the
     hooks ``_attach``/``_detach``; the local fan-out to Subscriptions is here.
 
+    Every bus has the same public attributes and ``stats()`` keys, so code
+    written against one runs against the others: ``name``, ``path``, the
+    counters ``published``, ``dropped``, ``connects``, ``errors``,
+    ``broker_dropped`` and ``last_error``, and ``connected``, ``server``,
+    ``max_payload``. Where a bus has no broker the values say so: NullBus
+    counts every event it was asked to publish as ``dropped`` (it reached no
+    broker) and is never ``connected``; FakeBus counts what it delivered as
+    ``published`` and is ``connected`` until closed; neither makes
+    ``connects`` nor has a ``server``.
+
     ``impl`` is the hot-path implementation it runs on (a module of
-    ``_compat.implementations()``; None for the selected one).
+    ``_compat.implementations()``; None for the selected one); ``name`` is what
+    the broker logs for it; ``max_payload`` the largest payload ``publish``
+    takes until a broker announces its own.
     """
 
-    def __init__(self, impl: Optional[ModuleType] = None) -> None:
+    def __init__(self, impl: Optional[ModuleType] = None, *, name: Optional[str] = None,
+                 max_payload: int = C.DEFAULT_MAX_PAYLOAD) -> None:
         self._impl: ModuleType = _compat.impl if impl is None else impl
         self._subscription_class = subscription_class(self._impl)
         self._local = self._impl.SubscriptionIndex()
         self._pattern_refs: dict[str, int] = {}
         self._subscriptions: set[BaseSubscription] = set()
         self._closed = False
+        self._max_payload = max_payload
+        #: The name the broker logs for this bus's connection (default: the program's name).
+        self.name: str = name or os.path.basename(sys.argv[0] or "python")
+        #: The broker's socket; None for a bus that has none (FakeBus, NullBus).
+        self.path: Optional[Path] = None
+        #: Events handed on: sent to the broker (UnixBus), delivered in-process (FakeBus).
+        self.published = 0
+        #: Events accepted by ``publish`` and then lost before reaching a broker:
+        #: no broker, a stuck one, or the bus switched off (every NullBus publish).
+        self.dropped = 0
+        #: Connections made to a broker (more than one: reconnects).
+        self.connects = 0
+        #: ERR frames the broker sent this bus; the last one is ``last_error``.
+        self.errors = 0
+        self.last_error: Optional[dict] = None
+        #: Events the broker dropped for this bus because it read too slowly.
+        self.broker_dropped = 0
+
+    @property
+    def connected(self) -> bool:
+        """True while ``publish`` hands events on (to a broker, or in-process)."""
+        return False
+
+    @property
+    def server(self) -> Optional[dict]:
+        """The broker's HELLO reply on the current connection, or None."""
+        return None
+
+    @property
+    def max_payload(self) -> int:
+        """The largest payload ``publish`` takes, in bytes of JSON: the broker's
+        announced limit once one has answered, else the default."""
+        return self._max_payload
+
+    async def connect(self, timeout: float = 0.5) -> None:
+        """Connect now rather than lazily; ``BusUnavailable`` (UnixBus) if no
+        broker answers within ``timeout``. A bus without a broker returns at once."""
+        return None
 
     async def publish(self, topic: str, payload: Any = None) -> None:
         """Publish ``payload`` (anything orjson encodes) on ``topic``.
@@ -177,19 +255,25 @@ class Bus:
         await self.close()
 
     def stats(self) -> dict:
-        """Counters of this bus (what was published, dropped, ...)."""
-        return {"subscriptions": len(self._subscriptions)}
+        """This bus's state and counters, the same keys on every bus:
+        ``subscriptions``, ``connected``, ``published``, ``dropped``,
+        ``connects``, ``errors``, ``received_dropped`` (dropped by this bus's
+        full Subscription queues) and ``broker_dropped``."""
+        return {
+            "subscriptions": len(self._subscriptions),
+            "connected": self.connected,
+            "published": self.published,
+            "dropped": self.dropped,
+            "connects": self.connects,
+            "errors": self.errors,
+            "received_dropped": sum(s.dropped for s in self._subscriptions),
+            "broker_dropped": self.broker_dropped,
+        }
 
     # -- shared machinery
 
     def _encode(self, topic: str, payload: Any, max_payload: int) -> bytes:
-        check_topic(topic)
-        if topic.startswith(C.RESERVED_PREFIX):
-            raise TopicError(f"topic {topic!r} is reserved for the broker ({C.RESERVED_PREFIX}*)", C.E_RESERVED_TOPIC)
-        body = orjson.dumps(payload)
-        if len(body) > max_payload:
-            raise BusError(f"payload of {len(body)} bytes exceeds the broker's limit of {max_payload} bytes")
-        return body
+        return encode_event(topic, payload, max_payload)
 
     def _register(self, sub: BaseSubscription) -> bool:
         """Add ``sub`` to the local fan-out; True if its pattern is new here."""

@@ -21,17 +21,38 @@ ENV_ENABLED = "DECNET_BUS_ENABLED"
 RUN_DIR = Path("/run/decnet")
 
 
+#: Why a socket path was chosen, as ``socket_choice`` says it.
+GIVEN, FROM_ENV, RUN_DIR_EXISTS, DEV_DEFAULT = "given", "env", "run_dir", "default"
+
+def describe_source(source: str) -> str:
+    """Why ``socket_choice`` chose its path, in words."""
+    return {
+        GIVEN: "given with --socket",
+        FROM_ENV: f"from ${ENV_SOCKET}",
+        RUN_DIR_EXISTS: f"{RUN_DIR} exists",
+        DEV_DEFAULT: f"the development default: {RUN_DIR} does not exist",
+    }[source]
+
+
+def socket_choice(explicit: str | os.PathLike | None = None) -> tuple[Path, str]:
+    """The socket path and why it is that one: ``explicit`` (``GIVEN``), else
+    ``$DECNET_BUS_SOCKET`` (``FROM_ENV``), else /run/decnet/bus.sock when
+    /run/decnet exists (``RUN_DIR_EXISTS``, production), else
+    ~/.decnet/bus.sock (``DEV_DEFAULT``); ``describe_source`` says it in words."""
+    if explicit:
+        return Path(explicit), GIVEN
+    env = os.environ.get(ENV_SOCKET)
+    if env:
+        return Path(env), FROM_ENV
+    if RUN_DIR.is_dir():
+        return RUN_DIR / "bus.sock", RUN_DIR_EXISTS
+    return Path.home() / ".decnet" / "bus.sock", DEV_DEFAULT
+
+
 def socket_path(explicit: str | os.PathLike | None = None) -> Path:
     """``explicit``, else ``$DECNET_BUS_SOCKET``, else /run/decnet/bus.sock when
     /run/decnet exists (production), else ~/.decnet/bus.sock (development)."""
-    if explicit:
-        return Path(explicit)
-    env = os.environ.get(ENV_SOCKET)
-    if env:
-        return Path(env)
-    if RUN_DIR.is_dir():
-        return RUN_DIR / "bus.sock"
-    return Path.home() / ".decnet" / "bus.sock"
+    return socket_choice(explicit)[0]
 
 
 class Loop(enum.StrEnum):

@@ -24,6 +24,10 @@ class TopicError(BusError, ValueError):
         self.code = code
 
 
+class PayloadTooLarge(BusError, ValueError):
+    """A payload whose JSON is over the broker's ``max_payload``: a caller's mistake."""
+
+
 class FrameError(BusError):
     """The byte stream broke the framing of SPEC §3; it cannot be resynchronized.
 

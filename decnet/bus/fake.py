@@ -17,19 +17,28 @@ from .errors import BusError
 
 
 class FakeBus(Bus):
-    """An in-process bus. ``published`` records every event, for assertions."""
+    """An in-process bus. ``events`` records every event published, for
+    assertions; ``published`` counts them. It is ``connected`` until closed
+    (there is nothing to lose), never drops, and makes no ``connects``.
+    ``max_payload`` is the limit it enforces, as a broker would; ``name`` and
+    ``impl`` as for Bus."""
 
-    def __init__(self, max_payload: int = C.DEFAULT_MAX_PAYLOAD, *, impl: Optional[ModuleType] = None) -> None:
-        super().__init__(impl)
-        self.max_payload = max_payload
+    def __init__(self, max_payload: int = C.DEFAULT_MAX_PAYLOAD, *, name: Optional[str] = None,
+                 impl: Optional[ModuleType] = None) -> None:
+        super().__init__(impl, name=name, max_payload=max_payload)
         #: Every event published on this bus, in order.
-        self.published: list = []
+        self.events: list = []
+
+    @property
+    def connected(self) -> bool:
+        return not self._closed
 
     async def publish(self, topic: str, payload: Any = None) -> None:
-        body = self._encode(topic, payload, self.max_payload)
+        body = self._encode(topic, payload, self._max_payload)
         if self._closed:
             raise BusError("the bus is closed")
-        self.published.append(self._impl.Event(topic, body))
+        self.events.append(self._impl.Event(topic, body))
+        self.published += 1
         self._deliver(topic, body)
 
     async def flush(self, timeout: Optional[float] = None) -> None:
@@ -41,18 +50,23 @@ class FakeBus(Bus):
     async def _detach(self, sub: BaseSubscription) -> None:
         self._unregister(sub)
 
-    def stats(self) -> dict:
-        return {**super().stats(), "published": len(self.published)}
-
 
 class NullBus(Bus):
-    """The bus switched off: publish checks its arguments and does nothing;
-    a subscription yields nothing and ends when closed. ``impl`` as for Bus."""
+    """The bus switched off: publish checks its arguments as any bus does
+    (``max_payload``: the default broker limit) and drops the event, counted
+    in ``dropped`` (it reached no broker); it is never ``connected``. A
+    subscription yields nothing and ends when closed. ``name`` and ``impl``
+    as for Bus."""
+
+    def __init__(self, max_payload: int = C.DEFAULT_MAX_PAYLOAD, *, name: Optional[str] = None,
+                 impl: Optional[ModuleType] = None) -> None:
+        super().__init__(impl, name=name, max_payload=max_payload)
 
     async def publish(self, topic: str, payload: Any = None) -> None:
-        self._encode(topic, payload, C.MAX_LEN_FIELD)
+        self._encode(topic, payload, self._max_payload)
         if self._closed:
             raise BusError("the bus is closed")
+        self.dropped += 1
 
     async def flush(self, timeout: Optional[float] = None) -> None:
         return None

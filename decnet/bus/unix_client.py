@@ -13,7 +13,6 @@ import asyncio
 import logging
 import os
 import random
-import sys
 import time
 from types import ModuleType
 from typing import Any, Optional
@@ -22,10 +21,11 @@ import orjson
 
 from . import constants as C
 from .base import Bus, Subscription
-from .config import socket_path
+from .config import socket_choice
 from .client_protocol import BusUnavailable, ClientProtocol
 from .errors import BusError
 from .protocol import encode
+from .unreachable import unreachable
 
 log = logging.getLogger("decnet.bus.client")
 
@@ -57,25 +57,17 @@ class UnixBus(Bus):
         # self._impl decodes and delivers into Subscriptions; frames are
         # encoded by the module-level encode (the twins' frames are the same
         # bytes, and a global is the cheapest call on the publish path).
-        super().__init__(impl)
-        self.path = socket_path(path)
-        self.name = name or os.path.basename(sys.argv[0] or "python")
-        self.echo = echo
-        self.publish_wait = publish_wait
-        self.ping_interval = ping_interval
-        self.ping_timeout = ping_timeout
-        self.published = 0
-        self.dropped = 0
-        self.connects = 0
-        self.errors = 0
-        #: Events the broker dropped for this client because it read too slowly
-        #: (told by ERR slow_consumer; each live Subscription got a Gap).
-        self.broker_dropped = 0
-        self.last_error: Optional[dict] = None
+        super().__init__(impl, name=name)
+        self.path, self._source = socket_choice(path)
+        self._echo = echo
+        self._publish_wait = publish_wait
+        self._ping_interval = ping_interval
+        self._ping_timeout = ping_timeout
         self._slow_logged = -1e9
-        # The last broker's limit stands until the next one announces its own,
-        # so a reconnecting client does not send what it knows will be refused.
-        self._max_payload = C.DEFAULT_MAX_PAYLOAD
+        # Why the last connection attempt failed (None: it did not, or none yet):
+        # what BusUnavailable explains.
+        self._failure: Optional[BaseException] = None
+        self._refusal_told = False
         self._proto: Optional[ClientProtocol] = None
         self._connector: Optional[asyncio.Task] = None
         self._attempt: Optional[asyncio.Future] = None
@@ -89,13 +81,11 @@ class UnixBus(Bus):
 
     @property
     def server(self) -> Optional[dict]:
-        """The broker's HELLO reply on the current connection, or None."""
         proto = self._proto
         return None if proto is None else proto.server
 
     @property
     def max_payload(self) -> int:
-        """The largest payload the broker takes, as it last announced."""
         proto = self._proto
         return self._max_payload if proto is None else proto.max_payload
 
@@ -112,7 +102,7 @@ class UnixBus(Bus):
         if self._closed:
             raise BusError("the bus is closed")
         if proto is None:
-            if not await self._ready(self.publish_wait):
+            if not await self._ready(self._publish_wait):
                 await self._drop()
                 return
             proto = self._proto
@@ -121,7 +111,7 @@ class UnixBus(Bus):
             return
         # A broker that is behind but reading paces the publisher; one that
         # reads nothing for publish_wait is stuck: drop until it drains.
-        if proto.paused and (not await proto.writable(self.publish_wait) or proto is not self._proto):
+        if proto.paused and (not await proto.writable(self._publish_wait) or proto is not self._proto):
             await self._drop()
             return
         proto.write(encode(C.PUB, topic, body))
@@ -129,6 +119,7 @@ class UnixBus(Bus):
 
     async def _drop(self) -> None:
         self.dropped += 1
+        self._warn_if_refused()
         # Let the loop run: a tight publish loop that only ever drops would
         # otherwise starve the very I/O (reconnect, drain) that ends the drops.
         await asyncio.sleep(0)
@@ -150,18 +141,6 @@ class UnixBus(Bus):
         if proto is not None:
             await proto.close("the bus was closed")
 
-    def stats(self) -> dict:
-        return {
-            **super().stats(),
-            "connected": self.connected,
-            "published": self.published,
-            "dropped": self.dropped,
-            "connects": self.connects,
-            "errors": self.errors,
-            "received_dropped": sum(s.dropped for s in self._subscriptions),
-            "broker_dropped": self.broker_dropped,
-        }
-
     # -- subscriptions
 
     async def _attach(self, sub: Subscription) -> None:
@@ -169,13 +148,22 @@ class UnixBus(Bus):
             self._proto.write(encode(C.SUB, sub.pattern))
         if await self._ready(CONNECT_TIMEOUT):
             try:
-                await self._ping(self.ping_timeout)
+                await self._ping(self._ping_timeout)
                 return
             except (BusUnavailable, asyncio.TimeoutError):
                 pass
         # The broker is away: the subscription goes live on (re)connect, and
         # the reader learns with a Gap that it may have missed events.
+        self._warn_if_refused()
         sub.missed("connect")
+
+    def _warn_if_refused(self) -> None:
+        """A worker that publishes or subscribes lazily hears of a refused
+        socket once: unlike an absent broker, it does not go away by waiting.
+        (connect and flush raise it instead.)"""
+        if isinstance(self._failure, PermissionError) and not self._refusal_told:
+            self._refusal_told = True
+            log.warning("%s", self._unavailable())
 
     async def _detach(self, sub: Subscription) -> None:
         if self._unregister(sub) and self._proto is not None and not self._closed:
@@ -228,8 +216,10 @@ class UnixBus(Bus):
             try:
                 await asyncio.wait_for(self._open(), CONNECT_TIMEOUT)
                 opened = True
+                self._failure, self._refusal_told = None, False
             except (OSError, asyncio.TimeoutError) as error:
                 log.debug("no broker on %s: %s", self.path, error)
+                self._failure = error
                 opened = False
             attempt, self._attempt = self._attempt, None
             if not attempt.done():
@@ -245,10 +235,10 @@ class UnixBus(Bus):
         path = str(self.path)
         _, proto = await loop.create_unix_connection(
             lambda: ClientProtocol(self, self._local, self._impl, path=path, max_payload=self._max_payload,
-                                   ping_interval=self.ping_interval, ping_timeout=self.ping_timeout),
+                                   ping_interval=self._ping_interval, ping_timeout=self._ping_timeout),
             path)
         hello = {"v": C.PROTOCOL_VERSION, "name": self.name, "pid": os.getpid()}
-        if not self.echo:
+        if not self._echo:
             hello["echo"] = False
         proto.writelines([encode(C.HELLO, None, orjson.dumps(hello))]
                          + [encode(C.SUB, pattern) for pattern in self._pattern_refs])
@@ -265,7 +255,7 @@ class UnixBus(Bus):
 
     async def _announce_gaps(self, proto: ClientProtocol) -> None:
         try:
-            await proto.ping(self.ping_timeout)
+            await proto.ping(self._ping_timeout)
         except (BusError, asyncio.TimeoutError):
             return  # lost again, or stuck (the keepalive will drop it): the next connection announces them
         for sub in list(self._subscriptions):
@@ -278,7 +268,7 @@ class UnixBus(Bus):
         await proto.ping(timeout)
 
     def _unavailable(self) -> str:
-        return f"no broker on {self.path}: start one with `decnet bus`, or set DECNET_BUS_SOCKET"
+        return unreachable(self.path, self._failure, self._source)
 
     # -- what ClientProtocol tells its owner
 
@@ -311,6 +301,8 @@ class UnixBus(Bus):
         if proto is not self._proto:
             return
         self._proto = None
+        # The last broker's limit stands until the next one announces its own,
+        # so a reconnecting client does not send what it knows will be refused.
         self._max_payload = proto.max_payload
         if not self._closed:
             log.warning("lost the broker on %s (%s); reconnecting", self.path, exc or "closed")

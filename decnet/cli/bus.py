@@ -1,7 +1,9 @@
 """``decnet bus``: run the broker; ``pub``, ``sub`` and ``stats`` talk to it.
 
-Exit codes: 0 success; 1 the broker is unavailable or could not start;
-2 a usage error (bad option, topic, pattern or JSON).
+Exit codes: 0 success; 1 the broker is unavailable (the message says why:
+no socket, refused, permission denied) or could not start; 2 a usage error
+(bad option, topic, pattern or JSON, a reserved topic, a payload over the
+limit), found before connecting whether or not a broker runs.
 """
 
 from __future__ import annotations
@@ -16,7 +18,9 @@ from typing import Any, Coroutine, Optional, TypeVar
 import orjson
 import typer
 
-from decnet.bus import BusError, BusUnavailable, TopicError, UnixBus, check_pattern, check_topic, worker
+from decnet.bus import BusError, BusUnavailable, TopicError, UnixBus, check_pattern, worker
+from decnet.bus import constants as C
+from decnet.bus.base import check_publish_topic
 from decnet.bus.config import FIELD_TYPES, ConfigError
 from decnet.bus.topics import SYSTEM_BUS_HEALTH
 from decnet.cli.options import FIELDS, cli_default, cli_help, cli_reason, cli_type, config_from_cli, flag, is_switch
@@ -88,41 +92,68 @@ async def _connected(socket: Optional[str], name: str):
     return bus
 
 
+def _json_error(where: str, text: str, error: orjson.JSONDecodeError) -> str:
+    """``where`` is not JSON, at one position: a line of stdin is one line, so
+    only the column is told; a multi-line argument gets its line too."""
+    at = f"line {error.lineno}, column {error.colno}" if "\n" in text.strip() else f"column {error.colno}"
+    return f"{where} is not JSON ({at}: {error.msg})"
+
+
 @bus_app.command()
 def pub(
-    topic: str = typer.Argument(..., help="Topic to publish on, e.g. decky.d1.state."),
+    topic: str = typer.Argument(..., help="Topic to publish on, e.g. decky.d1.state (not system.bus.*: the broker's own)."),
     payload: Optional[str] = typer.Argument(None, help="JSON payload. Without it, each line of stdin is one event."),
     socket: Optional[str] = typer.Option(None, "--socket", help=SOCKET_HELP),
 ) -> None:
-    """Publish events; exits once the broker has them."""
+    """Publish events; exits once the broker has them.
+
+    Every event is checked before any is sent (topic, JSON, size against the
+    broker's limit): one mistake, and nothing is published (exit 2).
+    """
     try:
-        check_topic(topic)
+        check_publish_topic(topic)
     except TopicError as error:
         fail(str(error), 2)
     if payload is not None:
-        docs = [(1, payload)]
+        docs = [("the payload", payload)]
     else:
-        docs = [(n, line) for n, line in enumerate(sys.stdin, 1) if line.strip()]
-    events = []
-    for number, text in docs:
+        if sys.stdin.isatty():
+            typer.echo("decnet: reading events from stdin, one JSON value per line; Ctrl-D ends", err=True)
+        docs = [(f"stdin line {n}", line) for n, line in enumerate(sys.stdin, 1) if line.strip()]
+    nothing = "; nothing was published" if len(docs) > 1 else ""
+    bodies = []
+    for where, text in docs:
         try:
-            events.append(orjson.loads(text))
+            bodies.append((where, orjson.dumps(orjson.loads(text))))
         except orjson.JSONDecodeError as error:
-            where = "payload" if payload is not None else f"stdin line {number}"
-            fail(f"{where} is not JSON: {error}", 2)
+            fail(_json_error(where, text, error) + nothing, 2)
+
+    def check_sizes(limit: int, whose: str) -> None:
+        for where, body in bodies:
+            if len(body) > limit:
+                fail(f"{where}: payload of {len(body)} bytes exceeds {whose} limit of {limit} bytes{nothing}", 2)
 
     async def main() -> None:
-        bus = await _connected(socket, "decnet bus pub")
+        bus = UnixBus(socket, name="decnet bus pub")
         try:
-            for event in events:
-                await bus.publish(topic, event)
+            await bus.connect()
+            # The HELLO reply, with the broker's own limit, has come by the PONG.
+            await bus.flush()
+        except BusUnavailable as error:
+            await bus.close()
+            check_sizes(C.DEFAULT_MAX_PAYLOAD, "the default")  # without a broker, the limit known
+            fail(str(error))
+        try:
+            check_sizes(bus.max_payload, "the broker's")
+            for _, body in bodies:
+                await bus.publish(topic, orjson.Fragment(body))
             await bus.flush()
         except BusError as error:
             fail(str(error))
         finally:
             await bus.close()
         if bus.dropped:
-            fail(f"{bus.dropped} of {len(events)} events were dropped: the broker went away")
+            fail(f"{bus.dropped} of {len(bodies)} events were dropped: the broker went away")
 
     _run(main())
 
