@@ -520,7 +520,7 @@ def fmt(v, kind: str = "f") -> str:
 
 
 def markdown(rows: list[dict], args) -> str:
-    head = ("| system | subs | delivered ev/s, all subscribers | lost | gaps | pub µs/publish | sub µs/event | server µs/delivery "
+    head = ("| system | subs | delivered ev/s, all subs | lost | gaps | pub µs/publish | sub µs/event | server µs/delivery "
             "| p50 µs | p99 µs | status |")
     out = [head, "|" + "---|" * 11]
     for r in rows:
@@ -534,6 +534,7 @@ def markdown(rows: list[dict], args) -> str:
     text = "\n".join(out)
     pace = f"paced at {args.pub_rate:,.0f} ev/s" if args.pub_rate else "at full speed"
     text += (f"\n\nMedian of {args.rounds} round(s); {args.events:,} events per publisher ({pace}); ~200-byte orjson payload; "
+             "delivered ev/s is the total over all subscribers (events they all received / (last delivery - first publish)); "
              f"latency at {args.rate:g} ev/s for {args.latency_seconds:g} s (N in {args.latency_subs}). "
              "zmq has no server: the publisher process does the fan-out (its µs include it).")
     if notes:

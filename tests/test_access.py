@@ -1,4 +1,4 @@
-"""Who may talk to the broker (SPEC §1, §5; issue 5 "Hardening", access).
+"""Who may talk to the broker (docs/protocol.md §1, §5).
 
 - The socket file is the authorization: 0660, group ``--group``. Proven with
   real accounts: a throwaway group and two throwaway users, one in the group

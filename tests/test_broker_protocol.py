@@ -1,4 +1,4 @@
-"""The broker on the wire (SPEC §3, §4), through raw sockets, on uvloop and asyncio."""
+"""The broker on the wire (docs/protocol.md §3, §4), through raw sockets, on uvloop and asyncio."""
 
 import resource
 import select

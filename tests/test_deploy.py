@@ -26,6 +26,24 @@ def test_units_pass_systemd_analyze_verify(tmp_path):
     assert result.returncode == 0 and not complaints, result.stderr
 
 
+def test_documentation_names_a_file_the_install_creates():
+    """``Documentation=`` names a document under the prefix docs/deploy.md installs
+    into; pyproject.toml's data-files put docs/*.md there (test_packaging.py checks
+    the wheel), and ExecStart= runs the same install's decnet."""
+    service = (DEPLOY / "decnet-bus.service").read_text()
+    deploy_md = (DEPLOY.parent / "docs" / "deploy.md").read_text()
+    [uri] = [line.split("=", 1)[1] for line in service.splitlines() if line.startswith("Documentation=")]
+    prefix = "file:///opt/decnet/share/doc/decnet-bus/"
+    assert uri.startswith(prefix), uri
+    assert (DEPLOY.parent / "docs" / uri[len(prefix):]).is_file()
+    assert "python3 -m venv /opt/decnet && /opt/decnet/bin/pip install" in deploy_md
+    assert "ln -s /opt/decnet/bin/decnet /usr/local/bin/decnet" in deploy_md
+    assert "ExecStart=/usr/local/bin/decnet " in service
+    installed = Path(sys.prefix) / "share" / "doc" / "decnet-bus"
+    if installed.is_dir():  # a regular install (an editable one installs no data files)
+        assert (installed / uri[len(prefix):]).is_file()
+
+
 def test_units_carry_the_contract():
     service = (DEPLOY / "decnet-bus.service").read_text()
     socket = (DEPLOY / "decnet-bus.socket").read_text()

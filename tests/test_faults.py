@@ -1,4 +1,4 @@
-"""Faults (issue 5): clients killed mid-stream, the broker killed and
+"""Faults: clients killed mid-stream, the broker killed and
 restarted, SIGTERM under load, and connection churn — the broker carries on,
 leaks nothing, and a healthy publisher/subscriber pair loses nothing.
 

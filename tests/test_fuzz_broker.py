@@ -1,4 +1,4 @@
-"""Hostile input at a live broker (issue 5): random and mutated byte streams on
+"""Hostile input at a live broker: random and mutated byte streams on
 many connections at once. The broker never dies or leaks, every connection
 whose stream breaks the framing gets ERR and is closed, and a healthy
 publisher/subscriber pair alongside loses nothing.

@@ -4,7 +4,7 @@ The decoder reads whatever the other end of a socket sends, so on any input it
 must raise nothing but FrameError, refuse a frame as soon as the rule it breaks
 can be seen (never buffering a body it is going to refuse), give the same frames
 and the same error however the stream was cut into reads, and agree with its
-twin exactly. ``model`` below is SPEC §3 read literally, written without looking
+twin exactly. ``model`` below is docs/protocol.md §3 read literally, written without looking
 at either implementation: it says what the right answer is.
 
 The same goes for the two functions that run a decoder over untrusted bytes:
@@ -41,7 +41,7 @@ LIMITS = st.one_of(SMALL_LIMITS, st.sampled_from([C.DEFAULT_MAX_PAYLOAD, C.MAX_L
 
 
 def model(data: bytes, max_payload: int, relay: bool):
-    """SPEC §3 as a reference decoder of a whole stream: ``(frames, code, at)``.
+    """docs/protocol.md §3 as a reference decoder of a whole stream: ``(frames, code, at)``.
 
     With an error, ``code`` is its code and ``at`` the length of the shortest
     prefix of ``data`` that shows it (the non-ASCII byte, the 512th byte without
@@ -324,7 +324,7 @@ def test_client_feed_hands_back_an_evt_without_a_topic(impl):
 
 
 def valid_topic(topic) -> bool:
-    """SPEC §2, independently of both implementations."""
+    """docs/protocol.md §2, independently of both implementations."""
     return (
         topic is not None
         and 1 <= len(topic) <= C.MAX_TOPIC

@@ -1,4 +1,4 @@
-"""Load (issue 5): 200 clients publishing and subscribing at once — no errors,
+"""Load: 200 clients publishing and subscribing at once — no errors,
 no loss, no growth; throughput reported.
 
 Short by default (5 s); ``DECNET_BUS_STRESS=long`` holds it for a minute.

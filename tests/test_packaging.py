@@ -47,6 +47,7 @@ def source_copy(tmp_path):
     dest = tmp_path / "src"
     ignore = shutil.ignore_patterns("*.so", "*.c", "__pycache__", "*.egg-info", "build", ".venv", "*.html")
     shutil.copytree(ROOT / "decnet", dest / "decnet", ignore=ignore)
+    shutil.copytree(ROOT / "docs", dest / "docs")
     for name in ("pyproject.toml", "setup.py", "README.md"):
         shutil.copy(ROOT / name, dest / name)
     return dest
@@ -81,6 +82,9 @@ def test_opt_out_builds_a_pure_python_wheel(tmp_path):
     # The Cython sources ship too (the sdist builds from them): every include file.
     assert {f"decnet/bus/_{part}.pxi" for part in ("topics", "index", "codec", "delivery", "routing")} <= set(names)
     assert not [n for n in names if n.endswith((".so", ".pyd"))]
+    # The documents go to <prefix>/share/doc/decnet-bus/, which the unit's Documentation= names.
+    docs = {n.rsplit("/", 1)[1] for n in names if "/data/share/doc/decnet-bus/" in n}
+    assert docs == {p.name for p in (ROOT / "docs").glob("*.md")}
 
 
 def test_make_run_installs_only_when_what_it_builds_from_changed(tmp_path):

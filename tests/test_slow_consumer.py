@@ -1,4 +1,4 @@
-"""Slow consumers (issue 5): a subscriber that never reads costs the broker its
+"""Slow consumers: a subscriber that never reads costs the broker its
 queue limit and no more, the loss is counted and told, and nobody else waits.
 
 Short by default; ``DECNET_BUS_STRESS=long`` pushes 1 GiB (docs/RELIABILITY.md).

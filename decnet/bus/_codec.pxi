@@ -1,4 +1,4 @@
-# The frame codec (SPEC §3): FrameDecoder, incremental and copy-free until a
+# The frame codec (docs/protocol.md §3): FrameDecoder, incremental and copy-free until a
 # frame straddles two reads, and encode. Included by _fastmatch.pyx; its twin
 # is _pure/codec.py.
 
@@ -28,7 +28,7 @@ cdef inline str _verb(const char* p, Py_ssize_t n):
 
 
 cdef class FrameDecoder:
-    """Incremental decoder of the SPEC §3 byte stream.
+    """Incremental decoder of the docs/protocol.md §3 byte stream.
 
     ``feed(data)`` appends bytes and returns the decoder, which iterates over
     the whole frames now available as ``(verb, arg, body)`` tuples: ``verb``
@@ -166,7 +166,7 @@ cdef class FrameDecoder:
 
 
 def encode(str verb not None, arg=None, body=b""):
-    """One frame: ``VERB [SP ARG] LF LEN BODY`` (SPEC §3)."""
+    """One frame: ``VERB [SP ARG] LF LEN BODY`` (docs/protocol.md §3)."""
     cdef Py_buffer view
     cdef Py_ssize_t alen = 0, llen, i, total
     cdef const unsigned char* ap = NULL

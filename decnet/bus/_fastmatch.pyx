@@ -3,7 +3,7 @@
 
 - ``_topics.pxi``: topic and pattern checks, ``matches``
 - ``_index.pxi``: ``SubscriptionIndex``, the token trie and its result cache
-- ``_codec.pxi``: ``FrameDecoder`` and ``encode``, the SPEC §3 frames
+- ``_codec.pxi``: ``FrameDecoder`` and ``encode``, the docs/protocol.md §3 frames
 - ``_delivery.pxi``: the client side, ``Event``, ``EventQueue``, ``deliver``, ``client_feed``
 - ``_routing.pxi``: the broker side, ``RouteStats``, ``Outbox``, ``route``, ``relay``
 

@@ -1,4 +1,4 @@
-"""Why a topic or pattern is invalid, in words (SPEC §2).
+"""Why a topic or pattern is invalid, in words (docs/protocol.md §2).
 
 Both implementations check validity on their own fast path and call
 ``explain`` only once they know the string is bad, so their messages agree.

@@ -1,4 +1,4 @@
-# Topic and pattern grammar (SPEC §2): the validity checks and ``matches``.
+# Topic and pattern grammar (docs/protocol.md §2): the validity checks and ``matches``.
 # Included by _fastmatch.pyx; its twin is _pure/topics.py.
 
 cdef Py_ssize_t MAX_TOPIC = C.MAX_TOPIC
@@ -6,7 +6,7 @@ cdef str E_BAD_TOPIC = C.E_BAD_TOPIC, E_BAD_PATTERN = C.E_BAD_PATTERN
 
 
 cdef bint _valid(str s, bint pattern):
-    """Single pass over the bytes: SPEC §2 for a topic or, with ``pattern``, a pattern."""
+    """Single pass over the bytes: docs/protocol.md §2 for a topic or, with ``pattern``, a pattern."""
     cdef Py_ssize_t n = PyUnicode_GET_LENGTH(s), i, start = 0
     cdef const unsigned char* p
     cdef unsigned char c
@@ -65,7 +65,7 @@ cdef bint _match_tokens(list ptokens, str topic):
 
 
 cpdef bint matches(pattern, topic) except -1:
-    """True if ``topic`` matches ``pattern`` (SPEC §2); both are validated."""
+    """True if ``topic`` matches ``pattern`` (docs/protocol.md §2); both are validated."""
     check_pattern(pattern)
     check_topic(topic)
     return _match_tokens((<str>pattern).split("."), <str>topic)

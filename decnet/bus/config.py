@@ -1,4 +1,4 @@
-"""Where the broker's socket is (SPEC §1), and ``BrokerConfig``: every broker
+"""Where the broker's socket is (docs/protocol.md §1), and ``BrokerConfig``: every broker
 option defined once, with its default, its bounds and its help.
 
 The command line (decnet/cli/options.py) is generated from the fields below:

@@ -8,7 +8,7 @@ from __future__ import annotations
 #: Protocol version carried in HELLO.
 PROTOCOL_VERSION = 1
 
-# Verbs (SPEC §3). The decoder hands these exact str objects out, so callers may
+# Verbs (docs/protocol.md §3). The decoder hands these exact str objects out, so callers may
 # compare with ``is`` as well as ``==``.
 HELLO = "HELLO"
 SUB = "SUB"
@@ -54,7 +54,7 @@ E_BAD_PATTERN = "bad_pattern"
 #: Topics under this prefix are published by the broker only (system.bus.health).
 RESERVED_PREFIX = "system.bus."
 
-# Client defaults (SPEC §6).
+# Client defaults (docs/protocol.md §6).
 DEFAULT_SUBSCRIPTION_QUEUE = 10_000  # events buffered per Subscription before drop-oldest
 PUBLISH_WAIT = 0.1  # seconds publish may wait for a full send buffer to drain
 

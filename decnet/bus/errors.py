@@ -14,7 +14,7 @@ class BusError(Exception):
 
 
 class TopicError(BusError, ValueError):
-    """A topic, pattern or topic id breaks the grammar of SPEC §2.
+    """A topic, pattern or topic id breaks the grammar of docs/protocol.md §2.
 
     ``code`` is ``bad_topic`` or ``bad_pattern``, the code an ERR frame carries.
     """
@@ -29,7 +29,7 @@ class PayloadTooLarge(BusError, ValueError):
 
 
 class FrameError(BusError):
-    """The byte stream broke the framing of SPEC §3; it cannot be resynchronized.
+    """The byte stream broke the framing of docs/protocol.md §3; it cannot be resynchronized.
 
     ``code`` names the rule that was broken (``line_too_long``, ``unknown_verb``,
     ``payload_too_large``, ...), the code an ERR frame carries.

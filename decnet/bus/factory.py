@@ -1,4 +1,4 @@
-"""``get_bus()``: the process's bus, built from the environment (SPEC §6)."""
+"""``get_bus()``: the process's bus, built from the environment (docs/protocol.md §6)."""
 
 from __future__ import annotations
 

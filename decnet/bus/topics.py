@@ -1,4 +1,4 @@
-"""Topic and pattern grammar (SPEC §2) and builders for DECNET's locked hierarchy.
+"""Topic and pattern grammar (docs/protocol.md §2) and builders for DECNET's locked hierarchy.
 
 Use the builders rather than f-strings: they refuse an id that would change the
 shape of the topic (``decky_state("a.b")`` would otherwise publish on

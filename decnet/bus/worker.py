@@ -1,5 +1,5 @@
 """The life cycle of ``decnet bus``: loop choice, bind or socket activation,
-systemd notification, heartbeat, signals, clean shutdown (SPEC §5)."""
+systemd notification, heartbeat, signals, clean shutdown (docs/protocol.md §5)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The frame codec (SPEC §3): ``FrameDecoder``, incremental, and ``encode``.
+"""The frame codec (docs/protocol.md §3): ``FrameDecoder``, incremental, and ``encode``.
 
 The pure-Python twin of ``_codec.pxi``: same names, same answers, same errors.
 """
@@ -16,7 +16,7 @@ _PUB = C.PUB
 
 
 class FrameDecoder:
-    """Incremental decoder of the SPEC §3 byte stream.
+    """Incremental decoder of the docs/protocol.md §3 byte stream.
 
     ``feed(data)`` appends bytes and returns the decoder, which iterates over
     the whole frames now available as ``(verb, arg, body)`` tuples: ``verb``
@@ -113,7 +113,7 @@ def _first_non_ascii(line) -> errors.FrameError:
 
 
 def encode(verb: str, arg: Optional[str] = None, body=b"") -> bytes:
-    """One frame: ``VERB [SP ARG] LF LEN BODY`` (SPEC §3)."""
+    """One frame: ``VERB [SP ARG] LF LEN BODY`` (docs/protocol.md §3)."""
     if type(verb) is not str:
         raise not_str("verb", verb)
     if verb not in C.VERBS:

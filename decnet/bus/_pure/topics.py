@@ -1,4 +1,4 @@
-"""Topic and pattern grammar (SPEC §2): the validity checks and ``matches``.
+"""Topic and pattern grammar (docs/protocol.md §2): the validity checks and ``matches``.
 
 The pure-Python twin of ``_topics.pxi``: same names, same answers, same errors.
 """
@@ -48,7 +48,7 @@ def _match_tokens(ptokens: list, topic: str) -> bool:
 
 
 def matches(pattern: str, topic: str) -> bool:
-    """True if ``topic`` matches ``pattern`` (SPEC §2); both are validated."""
+    """True if ``topic`` matches ``pattern`` (docs/protocol.md §2); both are validated."""
     check_pattern(pattern)
     check_topic(topic)
     return _match_tokens(pattern.split("."), topic)
