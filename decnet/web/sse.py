@@ -14,6 +14,8 @@ from typing import Any, Optional
 
 import orjson
 
+from decnet.bus.events import timestamp as format_ts
+
 ENVELOPE_VERSION = 1
 KEEPALIVE = b": keepalive\n\n"
 
@@ -43,14 +45,6 @@ def next_id() -> int:
     """The next event id: unique in this process and increasing along a stream
     (ids say nothing about loss; there is no replay)."""
     return next(_ids)
-
-
-def format_ts(when: datetime.datetime) -> str:
-    """``when`` as RFC 3339 UTC with milliseconds: ``2026-11-29T16:00:00.123Z``
-    (a naive datetime is taken as UTC)."""
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=_UTC)
-    return when.astimezone(_UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{when.microsecond // 1000:03d}Z"
 
 
 def now_ts() -> str:
