@@ -70,6 +70,9 @@ async def _finish(coro: Coroutine, yielded: Any) -> None:
                 if yielded is None:
                     await asyncio.sleep(0)
                 else:
+                    # What a Task does with the future a coroutine yields: take
+                    # the "blocking" mark off, then wait for it.
+                    yielded._asyncio_future_blocking = False
                     await yielded
             except BaseException:
                 coro.close()

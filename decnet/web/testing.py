@@ -121,6 +121,8 @@ class SSEClient:
         self._buffer = b""
         self._chunked = False
         self._ended = False
+        #: The server closed the connection in the middle of the response.
+        self.cut = False
 
     @classmethod
     async def open(cls, path: os.PathLike, target: str, headers: Optional[dict] = None) -> "SSEClient":
@@ -160,9 +162,13 @@ class SSEClient:
             self._buffer += data
             self._ended = not data
             return bool(data)
-        size_line = await self.reader.readuntil(b"\r\n")
-        size = int(size_line.strip(), 16)
-        data = await self.reader.readexactly(size + 2)
+        try:
+            size_line = await self.reader.readuntil(b"\r\n")
+            size = int(size_line.strip(), 16)
+            data = await self.reader.readexactly(size + 2)
+        except (asyncio.IncompleteReadError, ConnectionResetError):
+            self._ended = self.cut = True  # closed without the end of the response
+            return False
         if size == 0:
             self._ended = True
             return False
