@@ -50,6 +50,12 @@ class Server(uvicorn.Server):
         if self.started:
             systemd.notify("READY=1\nSTATUS=serving")
 
+    def handle_exit(self, sig: int, frame: Any) -> None:
+        super().handle_exit(sig, frame)
+        # uvicorn re-raises the signal once stopped; a stop asked for is a
+        # clean exit (0) here, as it is for the broker.
+        self._captured_signals.clear()
+
     async def shutdown(self, sockets: Optional[list] = None) -> None:
         systemd.notify("STOPPING=1")
         hubs = getattr(getattr(self.config.loaded_app, "state", None), "hubs", None)
