@@ -7,6 +7,7 @@ import time
 import warnings
 
 import httpx
+from fastapi import FastAPI
 import jwt
 import pytest
 
@@ -43,9 +44,18 @@ def test_config_bounds():
             WebConfig(**bad)
 
 
-def get(bus, topology_id="t1", headers=None, token=None, params=None):
-    """One request through the ASGI app; the response and the bus's subscription count."""
+@pytest.fixture(params=["served", "fastapi"])
+def route(request):
+    """The route as the app serves it (``events.serve``, ahead of FastAPI), and
+    as FastAPI's router has it: both must answer alike."""
+    return request.param
+
+
+def get(bus, topology_id="t1", headers=None, token=None, params=None, route="served"):
+    """One request through the ASGI app; the response."""
     app = create_app(bus, secret=TEST_SECRET)
+    if route == "fastapi":
+        served, app = app, (lambda scope, receive, send: FastAPI.__call__(served, scope, receive, send))
     headers = dict(headers or {})
     if token is not None:
         headers["Authorization"] = f"Bearer {token}"
@@ -84,34 +94,52 @@ UNAUTHORIZED = {
 
 
 @pytest.mark.parametrize("case", list(UNAUTHORIZED))
-def test_unauthorized(case):
+def test_unauthorized(case, route):
     bus = FakeBus()
-    response = get(bus, **UNAUTHORIZED[case])
+    response = get(bus, **UNAUTHORIZED[case], route=route)
     assert response.status_code == 401
     assert response.headers["www-authenticate"].startswith("Bearer")
     assert bus.stats()["subscriptions"] == 0
 
 
 @pytest.mark.parametrize("scope", [None, "", "topology:read", "topology:events:x other", "TOPOLOGY:EVENTS"])
-def test_forbidden_without_the_scope(scope):
+def test_forbidden_without_the_scope(scope, route):
     bus = FakeBus()
-    response = get(bus, token=make_token(scope=scope))
+    response = get(bus, token=make_token(scope=scope), route=route)
     assert response.status_code == 403
     assert 'insufficient_scope' in response.headers["www-authenticate"]
     assert bus.stats()["subscriptions"] == 0
 
 
 @pytest.mark.parametrize("topology_id", ["*", ">", "t.1", "a" * 65, "T1", "t_1", "t%0A", "t1%20", "%2A"])
-def test_bad_ids_are_422_without_a_subscription(topology_id):
+def test_bad_ids_are_422_without_a_subscription(topology_id, route):
     bus = FakeBus()
-    response = get(bus, topology_id, token=make_token())
+    response = get(bus, topology_id, token=make_token(), route=route)
     assert response.status_code == 422, response.text
     assert response.json()["detail"][0]["loc"] == ["path", "topology_id"]
     assert bus.stats()["subscriptions"] == 0
 
 
-def test_auth_is_decided_before_the_id():
-    assert get(FakeBus(), "*").status_code == 401
+def test_both_routes_give_the_same_422():
+    served, routed = (get(FakeBus(), "T1", token=make_token(), route=r) for r in ("served", "fastapi"))
+    assert served.json() == routed.json()
+
+
+def test_auth_is_decided_before_the_id(route):
+    assert get(FakeBus(), "*", route=route).status_code == 401
+
+
+def test_other_methods_and_paths_go_to_fastapi():
+    app = create_app(FakeBus(), secret=TEST_SECRET)
+
+    async def main():
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app)) as client:
+            return [await client.post(URL.format("t1")), await client.get("http://test/api/v1/topologies/t1/x/events"),
+                    await client.get("http://test/openapi.json")]
+
+    post, nested, schema = asyncio.run(main())
+    assert (post.status_code, nested.status_code, schema.status_code) == (405, 404, 200)
+    assert "/api/v1/topologies/{topology_id}/events" in schema.json()["paths"]
 
 
 def test_scope_among_others_is_enough():

@@ -14,8 +14,20 @@ from .config import WebConfig, check_secret, secret_from_env
 from .hub import Hubs
 
 
+class WebApp(FastAPI):
+    """FastAPI, with the event stream's route served straight from the server
+    (``events.serve``: see there why)."""
+
+    async def __call__(self, scope, receive, send) -> None:
+        topology_id = events.topology_of(scope) if scope["type"] == "http" else None
+        if topology_id is None:
+            await super().__call__(scope, receive, send)
+        else:
+            await events.serve(self.state, scope, receive, send, topology_id)
+
+
 def create_app(bus: Optional[Bus] = None, *, config: Optional[WebConfig] = None,
-               secret: Optional[str] = None) -> FastAPI:
+               secret: Optional[str] = None) -> WebApp:
     """The app. ``bus``: the bus to subscribe on (tests pass a ``FakeBus``);
     None → ``get_bus()``, which the app closes when it stops. ``secret``: the
     JWT secret; None → ``DECNET_JWT_SECRET``. Either is checked: a missing,
@@ -36,7 +48,7 @@ def create_app(bus: Optional[Bus] = None, *, config: Optional[WebConfig] = None,
             if own_bus:
                 await bus.close()
 
-    app = FastAPI(title="decnet web", summary="Live DECNET topology events over Server-Sent Events",
+    app = WebApp(title="decnet web", summary="Live DECNET topology events over Server-Sent Events",
                   lifespan=lifespan)
     app.state.hubs = hubs
     app.state.bus = bus
