@@ -63,7 +63,7 @@ async def serve(state, scope: dict, receive, send, topology_id: str) -> None:
         if name == b"authorization":
             header = value.decode("latin-1")
         elif name == b"last-event-id":
-            last_event_id = value.decode("latin-1")
+            last_event_id = value.decode("latin-1") or None  # empty: none (as browsers send it)
     try:
         claims = authorize(header, state.jwt_secret, EVENTS_SCOPE)
     except AuthError as error:

@@ -84,6 +84,8 @@ class Hub:
         self.clients[client] = None
 
     def _tick(self) -> None:
+        if self.closed:
+            return
         for client in (*self.clients, *self.waiting):
             client.push(sse.KEEPALIVE, _KEEPALIVE_MESSAGE)
         self._keepalive = asyncio.get_running_loop().call_later(self.hubs.config.keepalive, self._tick)
@@ -104,6 +106,9 @@ class Hub:
         except Exception:
             log.exception("the bus subscription of topology %s failed; ending its streams", self.topology_id)
             self.hubs._forget(self)
+            self.closed = True
+            if self._keepalive is not None:
+                self._keepalive.cancel()
             for client in (*self.clients, *self.waiting):
                 client.end(ERROR)
 
