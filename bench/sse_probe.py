@@ -23,6 +23,7 @@ CLIENT = r'''
 import asyncio, sys, uvloop
 path, n, token = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 counts = [0] * n
+resyncs = [0]
 async def one(i):
     reader, writer = await asyncio.open_unix_connection(path)
     writer.write(("GET /api/v1/topologies/t1/events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n\r\n" % token).encode())
@@ -31,11 +32,12 @@ async def one(i):
         if not data:
             return
         counts[i] += data.count(b"event: topology.version_bumped")
+        resyncs[0] += data.count(b"event: stream.resync")
 async def main():
     tasks = [asyncio.create_task(one(i)) for i in range(n)]
     loop = asyncio.get_running_loop()
     await loop.run_in_executor(None, sys.stdin.readline)  # the parent says when to report
-    print(sum(counts), min(counts), max(counts), flush=True)
+    print(sum(counts), min(counts), max(counts), resyncs[0], flush=True)
 uvloop.run(main())
 '''
 
@@ -70,14 +72,14 @@ def main() -> None:
         rss1 = web.rss()
         cpu0 = web.cpu()
         sent = asyncio.run(publish(broker.path, args.rate, args.seconds))
-        time.sleep(0.5)
         cpu = web.cpu().since(cpu0)
+        time.sleep(2.0)  # frames still in flight reach the clients before they count
         client.stdin.write("\n")
         client.stdin.flush()
-        total, low, high = map(int, client.stdout.readline().split())
+        total, low, high, resyncs = map(int, client.stdout.readline().split())
         client.kill()
         print(f"clients={args.clients} rate={args.rate:g}/s seconds={args.seconds:g} events={sent} "
-              f"frames={total} (per client {low}..{high}) loss={sent * args.clients - total}")
+              f"frames={total} (per client {low}..{high}) loss={sent * args.clients - total} resyncs={resyncs}")
         print(f"web CPU {cpu:.3f} s = {cpu / max(total, 1) * 1e6:.1f} us/frame, "
               f"{cpu / args.seconds * 100:.1f} % of a core; RSS per idle client {(rss1 - rss0) / args.clients / 1024:.1f} KiB")
 
