@@ -257,3 +257,32 @@ def test_shutdown_ends_the_streams(run, sockdir):
             server.shutdown = lambda *a: asyncio.sleep(0)  # done already
 
     run(main())
+
+
+def test_a_slow_client_loses_its_oldest_frames_in_bounded_memory_and_is_told(run, sockdir):
+    async def main():
+        bus = FakeBus()
+        app = app_for(bus, send_timeout=60, client_queue=4, client_queue_bytes=100_000)
+        async with serving(app, sockdir / "web.sock"):
+            slow = await stream(sockdir / "web.sock")
+            await ready(slow)
+            (client,) = app.state.hubs.hubs["t1"].clients
+            big, n = "x" * 32768, 0
+            while client.lost < 10:  # its socket is full, its queue overflowed
+                n += 1
+                await events.status_changed(bus, "t1", f"s{n}", previous=big)
+                await asyncio.sleep(0)
+                assert len(client.pending) <= 4 and client.pending_bytes <= 100_000 + 40_000
+                assert n < 10_000
+            await events.status_changed(bus, "t1", "last")
+            seen = []
+            while not seen or seen[-1]["payload"].get("status") != "last":
+                seen.append(await envelope(slow))
+            resyncs = [s for s in seen if s["type"] == "stream.resync"]
+            assert len(resyncs) == 1 and resyncs[0]["payload"]["reason"] == "slow_client"
+            assert resyncs[0]["payload"]["lost"] >= 10
+            statuses = [s["payload"]["status"] for s in seen if s["type"] != "stream.resync"]
+            assert len(statuses) + resyncs[0]["payload"]["lost"] == n + 1  # every frame: received or counted lost
+            await slow.close()
+
+    run(main())

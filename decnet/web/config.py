@@ -52,8 +52,8 @@ class WebConfig:
     nothing) before it is dropped. ``keepalive``: seconds between ``: keepalive``
     comments (0 switches them off). ``retry_ms``: the reconnection delay the
     stream advises (``retry:``). ``client_queue``: frames held for one client
-    whose socket is full; past it the oldest are dropped and the client gets a
-    ``stream.resync``. ``subscription_queue``: events the process's bus
+    whose socket is full, and ``client_queue_bytes`` their size; past either the
+    oldest are dropped and the client gets a ``stream.resync``. ``subscription_queue``: events the process's bus
     subscription for one topology holds before it drops (and resyncs).
     """
 
@@ -64,6 +64,7 @@ class WebConfig:
     keepalive: float = 15.0
     retry_ms: int = 2000
     client_queue: int = 1024
+    client_queue_bytes: int = 1 << 20
     subscription_queue: int = 10_000
     log_level: str = "info"
 
@@ -74,5 +75,5 @@ class WebConfig:
             raise ValueError("keepalive must be >= 0 seconds (0: off)")
         if self.retry_ms < 0:
             raise ValueError("retry_ms must be >= 0")
-        if self.client_queue < 1 or self.subscription_queue < 1:
-            raise ValueError("client_queue and subscription_queue must be >= 1")
+        if self.client_queue < 1 or self.subscription_queue < 1 or self.client_queue_bytes < 1:
+            raise ValueError("client_queue, client_queue_bytes and subscription_queue must be >= 1")

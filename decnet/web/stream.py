@@ -8,8 +8,8 @@ the transport and returns), so the common case costs one call per client and
 no task switch. Only a send that suspends (the client's socket and the
 server's buffer are full) gets a task of its own, the drainer, which finishes
 it within ``send_timeout`` while later frames queue up to ``client_queue``
-(oldest dropped, then one ``stream.resync``). A send that does not finish in
-time drops the client.
+frames and ``client_queue_bytes`` (oldest dropped, then one
+``stream.resync``). A send that does not finish in time drops the client.
 
 The request's own task (``EventStream.__call__``) does nothing per event: it
 waits for the disconnect (``receive()``), and is cancelled by ``Client.end``
@@ -85,14 +85,18 @@ async def _finish(coro: Coroutine, yielded: Any) -> None:
 class Client:
     """One stream's sending side. ``push`` never blocks and never raises."""
 
-    __slots__ = ("send", "task", "limit", "send_timeout", "pending", "lost", "drainer", "closing", "label")
+    __slots__ = ("send", "task", "limit", "limit_bytes", "send_timeout", "pending", "pending_bytes", "lost",
+                 "drainer", "closing", "label")
 
-    def __init__(self, send, task: asyncio.Task, limit: int, send_timeout: float, label: str = "") -> None:
+    def __init__(self, send, task: asyncio.Task, limit: int, send_timeout: float, label: str = "",
+                 limit_bytes: int = 1 << 20) -> None:
         self.send = send
         self.task = task
         self.limit = limit
+        self.limit_bytes = limit_bytes
         self.send_timeout = send_timeout
         self.pending: deque[bytes] = deque()
+        self.pending_bytes = 0
         self.lost = 0
         self.drainer: Optional[asyncio.Task] = None
         #: Why the stream is ending from this side (SEND_TIMEOUT, ERROR, SHUTDOWN), or None.
@@ -107,10 +111,13 @@ class Client:
         if self.closing is not None:
             return
         if self.drainer is not None:
-            if len(self.pending) >= self.limit:
-                self.pending.popleft()
+            pending = self.pending
+            pending.append(data)
+            self.pending_bytes += len(data)
+            # Bounded in frames and in bytes; the newest frame always stays.
+            while len(pending) > 1 and (len(pending) > self.limit or self.pending_bytes > self.limit_bytes):
+                self.pending_bytes -= len(pending.popleft())
                 self.lost += 1
-            self.pending.append(data)
             return
         coro = self.send(message if message is not None else body(data))
         try:
@@ -132,6 +139,7 @@ class Client:
             while self.pending or self.lost:
                 chunks = list(self.pending)
                 self.pending.clear()
+                self.pending_bytes = 0
                 if self.lost:
                     chunks.insert(0, sse.resync("slow_client", self.lost))
                     self.lost = 0
@@ -177,7 +185,7 @@ class EventStream(Response):
     async def __call__(self, scope, receive, send) -> None:
         config = self.hubs.config
         task = asyncio.current_task()
-        client = Client(send, task, config.client_queue, config.send_timeout, self.label)
+        client = Client(send, task, config.client_queue, config.send_timeout, self.label, config.client_queue_bytes)
         await send({"type": "http.response.start", "status": 200, "headers": HEADERS})
         await send(body(sse.retry(config.retry_ms)))
         joined = False
