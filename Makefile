@@ -54,9 +54,11 @@ fuzz: $(BIN)/python
 
 # The long versions of the reliability tests (docs/RELIABILITY.md): the same tests CI
 # runs short, with DECNET_BUS_STRESS=long (1 GiB slow consumer, 100 waves of kill -9,
-# 100,000 connection cycles per way, a minute of 200 clients, 10,000 fuzz examples).
+# 100,000 connection cycles per way, a minute of 200 clients, 10,000 fuzz examples,
+# 1,000 event-stream connect/disconnect cycles on decnet web).
 .PHONY: stress
 stress: $(BIN)/python
 	$(BIN)/pip install -q -e '.[test]'
 	DECNET_BUS_STRESS=long $(BIN)/pytest -s -p no:cacheprovider tests/test_slow_consumer.py \
-		tests/test_faults.py tests/test_load.py tests/test_fuzz_broker.py tests/test_fuzz_decoder.py
+		tests/test_faults.py tests/test_load.py tests/test_fuzz_broker.py tests/test_fuzz_decoder.py \
+		tests/test_web_e2e.py

@@ -45,6 +45,11 @@ def topology_status(topology_id: str | int | uuid.UUID) -> str:
     return f"topology.{token(topology_id, 'topology id')}.status"
 
 
+def topology_version(topology_id: str | int | uuid.UUID) -> str:
+    """``topology.{id}.version``: a topology's version was bumped."""
+    return f"topology.{token(topology_id, 'topology id')}.version"
+
+
 def topology_all(topology_id: str | int | uuid.UUID) -> str:
     """``topology.{id}.>``: the pattern for everything about one topology.
 

@@ -1,4 +1,4 @@
-"""The ``decnet`` typer application: ``info`` and the ``bus`` commands."""
+"""The ``decnet`` typer application: ``info``, the ``bus`` commands and ``web``."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import typer
 import decnet.bus as decnet_bus
 from decnet.bus.config import describe_source, socket_choice
 from decnet.cli.bus import bus_app
+from decnet.cli.web import web
 
 app = typer.Typer(
     name="decnet",
@@ -17,6 +18,7 @@ app = typer.Typer(
     rich_markup_mode=None,  # plain help and one-line errors; rich's import is 2/5 of `decnet --help`
 )
 app.add_typer(bus_app, name="bus")
+app.command(name="web")(web)
 
 
 @app.command()
