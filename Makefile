@@ -18,6 +18,8 @@ run: $(BIN)/python
 
 test: $(BIN)/python
 	$(BIN)/pip install -q -e '.[test]'
+	@test -x /usr/bin/chromium || echo "note: /usr/bin/chromium is missing, so the live page's browser test" \
+		"is skipped (apt-get install -y chromium runs it)"
 	$(BIN)/pytest
 
 bench: $(BIN)/python

@@ -45,7 +45,8 @@ def test_env_var_off_values_keep_the_default(value):
 def source_copy(tmp_path):
     """The project's sources without build products, as a fresh checkout has them."""
     dest = tmp_path / "src"
-    ignore = shutil.ignore_patterns("*.so", "*.c", "__pycache__", "*.egg-info", "build", ".venv", "*.html")
+    # _fastmatch.html is Cython's annotated source (cython -a), not a file of the project.
+    ignore = shutil.ignore_patterns("*.so", "*.c", "__pycache__", "*.egg-info", "build", ".venv", "_fastmatch.html")
     shutil.copytree(ROOT / "decnet", dest / "decnet", ignore=ignore)
     for name in ("pyproject.toml", "setup.py", "README.md"):
         shutil.copy(ROOT / name, dest / name)
@@ -81,3 +82,5 @@ def test_opt_out_builds_a_pure_python_wheel(tmp_path):
     # The Cython sources ship too (the sdist builds from them): every include file.
     assert {f"decnet/bus/_{part}.pxi" for part in ("topics", "index", "codec", "delivery", "routing")} <= set(names)
     assert not [n for n in names if n.endswith((".so", ".pyd"))]
+    # The live page's files (decnet/web/page.py serves them from the package).
+    assert {f"decnet/web/static/{name}" for name in ("live.html", "live.js", "live.css", "favicon.svg")} <= set(names)
