@@ -36,6 +36,8 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
                  "--disable-sync"]
 # Playwright's expectations poll the DOM up to this long; the machine may be loaded.
 EXPECT_MS = 15_000
+# What waits on a reconnection (the bus client's, the page's) gets longer: both back off.
+RECONNECT_MS = 30_000
 TOPOLOGY = "lab-1"
 
 
@@ -284,7 +286,7 @@ def test_the_live_page_in_chromium(broker, loop_name):
             broker.kill()
             broker.start()
             notice = tab.locator("#notice")
-            expect(notice).to_be_visible()
+            expect(notice).to_be_visible(timeout=RECONNECT_MS)
             expect(tab.locator("#notice-title")).to_contain_text("Events may have been missed (reconnect")
             expect(tab.locator("#notice-more")).to_contain_text("no REST API")
             expect(tab.locator('tr[data-mutation="m-1041"]')).to_have_attribute("data-stale", "")
@@ -301,7 +303,7 @@ def test_the_live_page_in_chromium(broker, loop_name):
             assert web.stop() == 0
             expect(connection).to_have_attribute("data-state", "reconnecting")
             web = TcpWebProcess(broker.path, port=web.port).start()
-            expect(connection).to_have_attribute("data-state", "live")
+            expect(connection).to_have_attribute("data-state", "live", timeout=RECONNECT_MS)
             expect(tab.locator("#notice-title")).to_contain_text("Events may have been missed (last_event_id")
             assert int(requests[-1].all_headers()["last-event-id"]) > 0 and len(requests) > seen
             publish.close()
