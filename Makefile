@@ -25,6 +25,8 @@ run: $(INSTALLED)
 
 test: $(BIN)/python
 	$(BIN)/pip install -q -e '.[test]'
+	@test -x /usr/bin/chromium || echo "note: /usr/bin/chromium is missing, so the live page's browser test" \
+		"is skipped (apt-get install -y chromium runs it)"
 	$(BIN)/pytest
 
 bench: $(BIN)/python

@@ -45,7 +45,8 @@ def test_env_var_off_values_keep_the_default(value):
 def source_copy(tmp_path):
     """The project's sources without build products, as a fresh checkout has them."""
     dest = tmp_path / "src"
-    ignore = shutil.ignore_patterns("*.so", "*.c", "__pycache__", "*.egg-info", "build", ".venv", "*.html")
+    # _fastmatch.html is Cython's annotated source (cython -a), not a file of the project.
+    ignore = shutil.ignore_patterns("*.so", "*.c", "__pycache__", "*.egg-info", "build", ".venv", "_fastmatch.html")
     shutil.copytree(ROOT / "decnet", dest / "decnet", ignore=ignore)
     shutil.copytree(ROOT / "docs", dest / "docs")
     for name in ("pyproject.toml", "setup.py", "README.md"):
@@ -85,6 +86,9 @@ def test_opt_out_builds_a_pure_python_wheel(tmp_path):
     # The documents go to <prefix>/share/doc/decnet-bus/, which the unit's Documentation= names.
     docs = {n.rsplit("/", 1)[1] for n in names if "/data/share/doc/decnet-bus/" in n}
     assert docs == {p.name for p in (ROOT / "docs").glob("*.md")}
+
+    # The live page's files (decnet/web/page.py serves them from the package).
+    assert {f"decnet/web/static/{name}" for name in ("live.html", "live.js", "live.css", "favicon.svg")} <= set(names)
 
 
 def test_make_run_installs_only_when_what_it_builds_from_changed(tmp_path):

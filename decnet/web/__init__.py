@@ -11,6 +11,7 @@ httptools and PyJWT. ``decnet.web.app.create_app()`` is the ASGI factory.
 | ``hub.py`` | one bus subscription per topology, shared by its streams |
 | ``stream.py`` | one client's stream: an ASGI response with inline sends and a send timeout |
 | ``events.py`` | the route ``GET /api/v1/topologies/{topology_id}/events`` |
+| ``page.py`` | the live page ``GET /topologies/{topology_id}/live`` and its files in ``static/`` |
 | ``app.py`` | ``create_app``: the FastAPI application (``WebApp``) |
 | ``server.py`` | running the app under uvicorn (graceful end of streams) |
 | ``testing.py`` | a ``decnet web`` process, a raw SSE client and tokens, for tests and benchmarks |

@@ -9,7 +9,7 @@ from fastapi import FastAPI
 
 from decnet.bus import Bus, get_bus
 
-from . import events
+from . import events, page
 from .config import WebConfig, check_secret, secret_from_env
 from .hub import Hubs
 
@@ -55,4 +55,5 @@ def create_app(bus: Optional[Bus] = None, *, config: Optional[WebConfig] = None,
     app.state.config = config
     app.state.jwt_secret = jwt_secret
     app.include_router(events.router)
+    app.include_router(page.router)
     return app
