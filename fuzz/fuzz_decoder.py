@@ -15,7 +15,7 @@ as ``crash-*``, when:
 - the compiled decoder answers differently when the same stream arrives whole;
 - a refused frame had ``MAX_LINE + LEN_SIZE`` bytes or more buffered before the
   read that refused it, when frames are taken after every read (a limit is
-  enforced as soon as the line or the length field is read: SPEC §3).
+  enforced as soon as the line or the length field is read: docs/protocol.md §3).
 
 An input is ``MODE SEED_HI SEED_LO STREAM...``: MODE picks the API (decoder,
 client_feed or relay), the body limit and, for the decoder, relay mode; SEED
@@ -25,7 +25,7 @@ a few known refusals (with none given, a temporary one is made), and a
 dictionary of the grammar's words is written beside it unless ``-dict=`` is given.
 
 ``tests/test_fuzz_decoder.py`` has the same properties as hypothesis tests
-(500 examples each, with a model of SPEC §3); ``tests/test_fuzz_atheris.py``
+(500 examples each, with a model of docs/protocol.md §3); ``tests/test_fuzz_atheris.py``
 runs this target for a few seconds.
 """
 

@@ -1,4 +1,4 @@
-"""The route ``GET /api/v1/topologies/{topology_id}/events`` (SPEC §8): the
+"""The route ``GET /api/v1/topologies/{topology_id}/events`` (docs/web.md): the
 live events of one topology as Server-Sent Events.
 
 ``serve`` is the route as the app runs it: called by ``WebApp`` straight from

@@ -1,5 +1,5 @@
 """The bytes of the event stream: SSE frames, the ``{v,type,ts,payload}``
-envelope and the bus topic → SSE type table (SPEC §8).
+envelope and the bus topic → SSE type table (docs/web.md).
 
 A frame is built once per event and the same bytes object goes to every
 client of the topology, so nothing here depends on the client.
