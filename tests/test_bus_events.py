@@ -78,9 +78,9 @@ def test_helpers_publish_on_a_bus(run):
         sent = await events.mutation(bus, "t1", 42, "applying", op="attach_decky")
         await events.status_changed(bus, "t1", "active")
         await events.version_bumped(bus, "t1", 2, previous=1)
-        assert [(e.topic, e.payload) for e in bus.published] == [
-            ("topology.t1.mutation.applying", sent), ("topology.t1.status", bus.published[1].payload),
-            ("topology.t1.version", bus.published[2].payload)]
-        assert sent["mutation_id"] == "42" and bus.published[2].payload["version"] == 2
+        assert [(e.topic, e.payload) for e in bus.events] == [
+            ("topology.t1.mutation.applying", sent), ("topology.t1.status", bus.events[1].payload),
+            ("topology.t1.version", bus.events[2].payload)]
+        assert sent["mutation_id"] == "42" and bus.events[2].payload["version"] == 2
 
     run(main())
