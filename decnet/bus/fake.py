@@ -32,6 +32,13 @@ class FakeBus(Bus):
         self.published.append(self._impl.Event(topic, body))
         self._deliver(topic, body)
 
+    async def publish_raw(self, topic: str, body: bytes) -> None:
+        self._check_raw(topic, body, self.max_payload)
+        if self._closed:
+            raise BusError("the bus is closed")
+        self.published.append(self._impl.Event(topic, body))
+        self._deliver(topic, body)
+
     async def flush(self, timeout: Optional[float] = None) -> None:
         await asyncio.sleep(0)
 
@@ -51,6 +58,11 @@ class NullBus(Bus):
 
     async def publish(self, topic: str, payload: Any = None) -> None:
         self._encode(topic, payload, C.MAX_LEN_FIELD)
+        if self._closed:
+            raise BusError("the bus is closed")
+
+    async def publish_raw(self, topic: str, body: bytes) -> None:
+        self._check_raw(topic, body, C.MAX_LEN_FIELD)
         if self._closed:
             raise BusError("the bus is closed")
 
