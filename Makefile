@@ -18,6 +18,8 @@ run: $(BIN)/python
 
 test: $(BIN)/python
 	$(BIN)/pip install -q -e '.[test]'
+	@command -v nats-server >/dev/null || [ -x /usr/sbin/nats-server ] || \
+		echo "note: nats-server is not installed: the bridge's end-to-end tests are skipped (apt-get install nats-server)"
 	$(BIN)/pytest
 
 bench: $(BIN)/python
@@ -52,4 +54,4 @@ fuzz: $(BIN)/python
 stress: $(BIN)/python
 	$(BIN)/pip install -q -e '.[test]'
 	DECNET_BUS_STRESS=long $(BIN)/pytest -s -p no:cacheprovider tests/test_slow_consumer.py \
-		tests/test_faults.py tests/test_load.py tests/test_fuzz_broker.py tests/test_fuzz_decoder.py
+		tests/test_faults.py tests/test_load.py tests/test_fuzz_broker.py tests/test_fuzz_decoder.py tests/test_bridge.py
