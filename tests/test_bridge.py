@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -53,6 +54,11 @@ class Host:
         bridge = self.bridge
         self.stack.callback(lambda: _stopped_cleanly(bridge))
         return bridge
+
+    def bridge_rss(self) -> int:
+        import psutil
+
+        return psutil.Process(self.bridge.pid).memory_info().rss
 
     def restart_broker(self) -> None:
         self.broker = BrokerProcess(self.path, "--health-interval", "0.2", loop=self.loop).start()
@@ -435,7 +441,7 @@ def test_local_broker_killed_and_restarted(fleet, run):
                     await health_on(bus_b, "a", lambda h: h["dropped_import"] == 5)
                     a.restart_broker()
                     gap = await next_event(a_gaps)
-                    assert (gap.payload["reason"], gap.payload["lost"]) == ("local_reconnect", 5)
+                    assert (gap.payload["reason"], gap.payload["lost"]) == ("local", 5)
                     async with UnixBus(a.path) as bus_a:
                         await health_on(bus_a, "a")
                         async with bus_a.subscribe("decky.>") as on_a:
@@ -541,3 +547,73 @@ def test_usage_errors_are_one_line_and_exit_2(args, message):
     assert result.returncode == 2, result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("decnet: ") and message in lines[0], result.stderr
+
+
+def test_nats_frozen_local_publishers_never_wait_and_the_bridge_sheds_counted(fleet, run):
+    # 50 MB: more than the bridge's queue, nats-py's buffer and the kernel's socket buffers hold.
+    count = scale(50_000, 500_000)
+    payload = {"pad": "x" * 1000}
+    with NatsServer() as server:
+        a, b = fleet("a", "b")
+        a.start_bridge(server.url, "--export", "decky.>")
+        b.start_bridge(server.url, "--import", "decky.>")
+
+        async def main():
+            await health(a.path, "a")
+            async with UnixBus(a.path) as pub, UnixBus(b.path) as sub_bus:
+                await health_on(sub_bus, "b")
+                os.kill(server.pid, signal.SIGSTOP)
+                try:
+                    started = time.monotonic()
+                    for n in range(count):
+                        await pub.publish("decky.d1.traffic", payload)
+                    await pub.flush()
+                    elapsed = time.monotonic() - started
+                    beat = await health(a.path, "a", lambda h: h["dropped_export"] > 0)
+                    rss = a.bridge_rss()
+                finally:
+                    os.kill(server.pid, signal.SIGCONT)
+                async with sub_bus.subscribe("decky.d1.state") as sub:
+                    await health(a.path, "a", lambda h: h["live"])
+                    await pub.publish("decky.d1.state", "after")  # flow resumes
+                    assert (await next_event(sub)).payload == "after"
+                return elapsed, pub.dropped, beat, rss
+
+        elapsed, dropped, beat, rss = run(main())
+    report("bridge, NATS frozen", events=count, publish_s=round(elapsed, 2), dropped_export=beat["dropped_export"],
+           bridge_rss_mb=rss // 2**20)
+    assert dropped == 0, "the local publisher lost events: the broker waited for the bridge"
+    assert rss < 300 * 2**20, f"the bridge's memory grew to {rss // 2**20} MiB"
+
+
+def test_local_broker_frozen_imports_are_shed_counted_and_told(fleet, run):
+    count = scale(20_000, 200_000)
+    with NatsServer() as server:
+        a, b = fleet("a", "b")
+        a.start_bridge(server.url, "--export", "decky.>")
+        b.start_bridge(server.url, "--import", "decky.>")
+
+        async def main():
+            await health(a.path, "a")
+            async with UnixBus(a.path) as pub, UnixBus(b.path, ping_timeout=60) as sub_bus:
+                await health_on(sub_bus, "b")
+                async with sub_bus.subscribe("system.bridge.b.gap", maxsize=100_000) as gaps:
+                    os.kill(b.broker.pid, signal.SIGSTOP)
+                    try:
+                        for n in range(count):
+                            await pub.publish("decky.d1.state", {"n": n, "pad": "y" * 500})
+                        await pub.flush()
+                        # a may shed some too on a loaded machine; what it exported, b takes or counts.
+                        sent = await health(a.path, "a", lambda h: h["exported"] + h["dropped_export"] == count)
+                    finally:
+                        os.kill(b.broker.pid, signal.SIGCONT)
+                    gap = await next_event(gaps)
+                    beat = await health_on(sub_bus, "b",
+                                           lambda h: h["imported"] + h["dropped_import"] == sent["exported"])
+            return gap.payload, beat, pub.dropped
+
+        gap, beat, dropped = run(main())
+    assert dropped == 0
+    assert beat["dropped_import"] > 0 and beat["connected"], beat
+    assert gap["reason"] in ("local", "overflow") and gap["lost"] > 0
+    report("bridge, local broker frozen", events=count, imported=beat["imported"], dropped_import=beat["dropped_import"])

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 from .config import BridgeConfig, ConfigError, read_password
 from .core import Bridge, nats_supported
-from .mapping import ORIGIN, SEQ, Mapping, MappingError, covers, merge, overlaps
+from .mapping import ALL_BRIDGE_GAPS, ORIGIN, SEQ, Mapping, MappingError, covers, gap_topic, health_topic, merge, overlaps
 
 __all__ = [
+    "ALL_BRIDGE_GAPS",
     "ORIGIN",
     "SEQ",
     "Bridge",
@@ -21,6 +22,8 @@ __all__ = [
     "Mapping",
     "MappingError",
     "covers",
+    "gap_topic",
+    "health_topic",
     "merge",
     "nats_supported",
     "overlaps",

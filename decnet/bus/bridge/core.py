@@ -32,12 +32,14 @@ from ..base import Bus
 from ..errors import BusError, TopicError
 from ..unix_client import UnixBus
 from .config import BridgeConfig
-from .mapping import ORIGIN, SEQ, Dedupe, Mapping, new_epoch
+from .mapping import ORIGIN, SEQ, Dedupe, Mapping, gap_topic, health_topic, new_epoch
 
 log = logging.getLogger("decnet.bus.bridge")
 
 #: How often one kind of complaint (NATS unreachable, permission denied) is logged at most.
 LOG_EVERY = 10.0
+#: Seconds between attempts to tell local consumers of lost imports while the local bus is away.
+RETELL = 0.5
 
 
 def _now() -> str:
@@ -94,8 +96,8 @@ class Bridge:
         self.mapping: Mapping = config.check()
         self.name = self.mapping.name
         self.bus = bus if bus is not None else UnixBus(config.socket, name=f"decnet bus bridge {self.name}", echo=False)
-        self.health_topic = f"system.bridge.{self.name}.health"
-        self.gap_topic = f"system.bridge.{self.name}.gap"
+        self.health_topic = health_topic(self.name)
+        self.gap_topic = gap_topic(self.name)
         self.nc: Any = None
         #: Local events published on NATS.
         self.exported = 0
@@ -124,8 +126,8 @@ class Bridge:
         self._queue: deque = deque()
         self._queued_bytes = 0
         self._wake: Optional[asyncio.Future] = None
-        self._lost = 0  # imports shed since the last gap notice
-        self._local_lost = 0  # imports the local bus dropped since its last reconnect
+        self._lost = 0  # imports lost since the last gap notice
+        self._lost_reason = "overflow"  # why the first of them was lost
         self._export_sub = None
         self._nats_live = False
         self._stopping = False
@@ -280,12 +282,12 @@ class Bridge:
                 self.exported += 1
 
     def _local_gap(self, gap) -> None:
-        """The export subscription's Gap: the local broker restarted (our imports
-        meanwhile were dropped: say so), or it shed events queued for us."""
+        """The export subscription's Gap: the local broker restarted, or shed
+        events queued for us (counted in ``health``). Imports lost meanwhile
+        are told by the import pump, which is woken to do it now."""
         if gap.reason in ("reconnect", "connect"):
             log.info("bridge %s: the local broker is back (%s)", self.name, gap.reason)
-            lost, self._local_lost = self._local_lost, 0
-            self._notice_gap("local_reconnect", lost)
+            self._kick()
 
     # -- import: NATS → local
 
@@ -321,8 +323,13 @@ class Bridge:
             del queue[i]
             self._queued_bytes -= len(old[1])
             self.dropped_import += 1
-            self._lost += 1
+            self._note_lost("overflow")
         self._kick()
+
+    def _note_lost(self, reason: str) -> None:
+        if not self._lost:
+            self._lost_reason = reason
+        self._lost += 1
 
     def _kick(self) -> None:
         wake = self._wake
@@ -332,29 +339,34 @@ class Bridge:
     async def _import_pump(self) -> None:
         loop = asyncio.get_running_loop()
         queue, bus = self._queue, self.bus
+        counted = hasattr(bus, "dropped")
         while True:
+            if self._lost:
+                await self._tell_lost()
             if not queue:
                 self._wake = loop.create_future()
-                await self._wake
+                # While a loss is still untold (the local bus is away), try again now and then.
+                timeout = RETELL if self._lost else None
+                try:
+                    await asyncio.wait_for(self._wake, timeout)
+                except asyncio.TimeoutError:
+                    pass
                 continue
-            if self._lost:
-                lost, self._lost = self._lost, 0
-                self._complain("overflow", "bridge %s: the import queue shed %d messages", self.name, lost)
-                await self._publish_local(self.gap_topic, self._gap_body("overflow", lost))
             item = queue.popleft()
             if type(item) is tuple:
                 topic, data = item
                 self._queued_bytes -= len(data)
-                before = bus.dropped if hasattr(bus, "dropped") else 0
+                before = bus.dropped if counted else 0
                 try:
                     await bus.publish_raw(topic, data)
                 except (TopicError, BusError) as error:  # over the local broker's limit, or the bus closed
                     self.dropped_import += 1
+                    self._note_lost("local")
                     self._complain("local", "bridge %s: could not publish %s locally: %s", self.name, topic, error)
                     continue
-                if hasattr(bus, "dropped") and bus.dropped != before:
+                if counted and bus.dropped != before:  # the local broker is away or stuck
                     self.dropped_import += 1
-                    self._local_lost += 1
+                    self._note_lost("local")
                 else:
                     self.imported += 1
             else:
@@ -362,6 +374,21 @@ class Bridge:
                 await self._publish_local(topic, body)
                 if self.mapping.exports_topic(topic):
                     await self._publish_own(topic, body)
+
+    async def _tell_lost(self) -> None:
+        """Publish the gap notice for the imports lost so far; if the local bus
+        drops it too, it stays owed."""
+        lost, reason = self._lost, self._lost_reason
+        self._lost = 0
+        before = getattr(self.bus, "dropped", 0)
+        published = await self._publish_local(self.gap_topic, self._gap_body(reason, lost))
+        if not published or getattr(self.bus, "dropped", 0) != before:
+            self._lost += lost
+            self._lost_reason = reason
+            return
+        self._complain("lost", "bridge %s: %d imports were lost (%s)", self.name, lost, reason)
+        if self.mapping.exports_topic(self.gap_topic):
+            await self._publish_own(self.gap_topic, self._gap_body(reason, lost))
 
     # -- the bridge's own events
 
@@ -383,11 +410,13 @@ class Bridge:
             return
         self._enqueue(self._Notice(self.gap_topic, self._gap_body(reason, lost)), 0)
 
-    async def _publish_local(self, topic: str, body: bytes) -> None:
+    async def _publish_local(self, topic: str, body: bytes) -> bool:
         try:
             await self.bus.publish_raw(topic, body)
         except (TopicError, BusError) as error:
             self._complain("local", "bridge %s: could not publish %s locally: %s", self.name, topic, error)
+            return False
+        return True
 
     async def _publish_own(self, topic: str, body: bytes) -> None:
         """The bridge's own event, exported like a local one that an --export pattern matches."""

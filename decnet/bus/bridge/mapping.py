@@ -29,6 +29,20 @@ DEFAULT_PREFIX = "decnet"
 MAX_ORIGINS = 65_536
 
 
+#: What a consumer of imported topics subscribes to, to learn of every bridge's losses.
+ALL_BRIDGE_GAPS = "system.bridge.*.gap"
+
+
+def health_topic(name: str) -> str:
+    """``system.bridge.{name}.health``: bridge ``name``'s heartbeat."""
+    return f"system.bridge.{token(name, 'bridge name')}.health"
+
+
+def gap_topic(name: str) -> str:
+    """``system.bridge.{name}.gap``: imported events may have been lost (docs/federation.md)."""
+    return f"system.bridge.{token(name, 'bridge name')}.gap"
+
+
 def covers(general: str, specific: str) -> bool:
     """True when every topic ``specific`` matches is matched by ``general`` too."""
     g, s = general.split("."), specific.split(".")
