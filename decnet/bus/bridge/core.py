@@ -46,6 +46,17 @@ def _now() -> str:
     return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+class _Notice:
+    """The bridge's own event (heartbeat, gap), queued among the imports so
+    that it reaches local consumers after what was queued before it."""
+
+    __slots__ = ("topic", "body")
+
+    def __init__(self, topic: str, body: bytes) -> None:
+        self.topic = topic
+        self.body = body
+
+
 class _Sink:
     """Takes the place of a nats-py Subscription's pending queue, so the
     messages of every import subscription reach the bridge as one stream, in
@@ -204,8 +215,8 @@ class Bridge:
                  list(self.mapping.imports) or "none", self.mapping.prefix, ",".join(self.config.servers))
         if ready is not None:
             ready()
+        waiter = loop.create_task(stop.wait())
         try:
-            waiter = loop.create_task(stop.wait())
             done, _ = await asyncio.wait([waiter, supervisor, *tasks], return_when=asyncio.FIRST_COMPLETED)
             for task in done:
                 if task is not waiter and not task.cancelled() and task.exception() is not None:
@@ -392,13 +403,6 @@ class Bridge:
 
     # -- the bridge's own events
 
-    class _Notice:
-        __slots__ = ("topic", "body")
-
-        def __init__(self, topic: str, body: bytes) -> None:
-            self.topic = topic
-            self.body = body
-
     def _gap_body(self, reason: str, lost: Optional[int]) -> bytes:
         return orjson.dumps({"v": 1, "ts": _now(), "name": self.name, "reason": reason, "lost": lost,
                              "imports": list(self.mapping.imports)})
@@ -408,7 +412,7 @@ class Bridge:
         events may have been lost (``system.bridge.<name>.gap``)."""
         if not self.mapping.imports and not self.mapping.exports_topic(self.gap_topic):
             return
-        self._enqueue(self._Notice(self.gap_topic, self._gap_body(reason, lost)), 0)
+        self._enqueue(_Notice(self.gap_topic, self._gap_body(reason, lost)), 0)
 
     async def _publish_local(self, topic: str, body: bytes) -> bool:
         try:
@@ -434,14 +438,13 @@ class Bridge:
         interval = self.config.health_interval
         while True:
             await asyncio.sleep(interval)
-            self._enqueue(self._Notice(self.health_topic, orjson.dumps(self.health())), 0)
+            self._enqueue(_Notice(self.health_topic, orjson.dumps(self.health())), 0)
 
     # -- the NATS side
 
     async def _supervise(self) -> None:
         """Keep a NATS client: connect (trying every server until one answers),
         subscribe, and start again with a new client if nats-py closes one."""
-        import nats
         from nats.aio.client import Client
 
         config = self.config
