@@ -27,6 +27,8 @@ test: $(BIN)/python
 	$(BIN)/pip install -q -e '.[test]'
 	@test -x /usr/bin/chromium || echo "note: /usr/bin/chromium is missing, so the live page's browser test" \
 		"is skipped (apt-get install -y chromium runs it)"
+	@command -v nats-server >/dev/null || [ -x /usr/sbin/nats-server ] || \
+		echo "note: nats-server is not installed: the bridge's end-to-end tests are skipped (apt-get install nats-server)"
 	$(BIN)/pytest
 
 bench: $(BIN)/python
@@ -63,4 +65,4 @@ stress: $(BIN)/python
 	$(BIN)/pip install -q -e '.[test]'
 	DECNET_BUS_STRESS=long $(BIN)/pytest -s -p no:cacheprovider tests/test_slow_consumer.py \
 		tests/test_faults.py tests/test_load.py tests/test_fuzz_broker.py tests/test_fuzz_decoder.py \
-		tests/test_web_e2e.py
+		tests/test_web_e2e.py tests/test_bridge.py

@@ -51,3 +51,35 @@ def test_units_carry_the_contract():
         assert line in service
     for line in ("ListenStream=/run/decnet/bus.sock", "SocketMode=0660", "SocketGroup=decnet"):
         assert line in socket
+
+
+def test_bridge_unit_passes_systemd_analyze_verify(tmp_path):
+    analyze = shutil.which("systemd-analyze")
+    if analyze is None:
+        pytest.skip("systemd-analyze is not installed here")
+    decnet = Path(sys.executable).parent / "decnet"
+    for unit in ("decnet-bus.service", "decnet-bus.socket", "decnet-bus-bridge.service"):
+        text = (DEPLOY / unit).read_text().replace("/usr/local/bin/decnet", str(decnet))
+        (tmp_path / unit).write_text(text)
+    result = subprocess.run(
+        [analyze, "verify", "--man=no", str(tmp_path / "decnet-bus-bridge.service")],
+        capture_output=True, text=True, cwd=tmp_path,
+    )
+    complaints = [line for line in result.stderr.splitlines() if "decnet-bus" in line]
+    assert result.returncode == 0 and not complaints, result.stderr
+
+
+def test_bridge_unit_follows_the_broker_and_keeps_its_hardening():
+    bridge = (DEPLOY / "decnet-bus-bridge.service").read_text()
+    broker = (DEPLOY / "decnet-bus.service").read_text()
+    for line in ("After=decnet-bus.service", "PartOf=decnet-bus.service", "Type=notify", "User=decnet",
+                 "Restart=always", "decnet bus bridge --socket /run/decnet/bus.sock",
+                 "RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6"):
+        assert line in bridge, line
+    hardening = broker[broker.index("# Hardening"):broker.index("[Install]")].splitlines()[1:]
+    # The broker's hardening, but for the network (NATS is reached over TCP) and the memory bound.
+    expected = [line for line in hardening if line and not line.startswith("#")
+                and not line.startswith(("PrivateNetwork=", "RestrictAddressFamilies=", "MemoryMax="))]
+    missing = [line for line in expected if line not in bridge.splitlines()]
+    assert not missing, missing
+    assert "--password" not in bridge.replace("--password-file", "")

@@ -26,13 +26,16 @@ Item = Union[Event, Gap]
 
 
 class BaseSubscription:
-    """Events matching one pattern: an async context manager and an async iterator.
+    """Events matching one pattern (or any of several): an async context manager
+    and an async iterator.
 
     ``async with bus.subscribe("decky.*.state") as sub: async for evt in sub: ...``
     Once inside ``async with``, the broker has the subscription. Iteration ends
     when the subscription or its bus is closed. The queue holds ``maxsize``
     events; when full, the oldest are dropped (``dropped`` counts them) and a
-    ``Gap`` tells the reader where, unless ``gaps=False``.
+    ``Gap`` tells the reader where, unless ``gaps=False``. With several
+    patterns (``patterns``; ``pattern`` is the first), an event matching more
+    than one is yielded once, and events keep their order across patterns.
 
     This is the Python half; the queue and the iteration are the hot path's
     ``EventQueue``, and each implementation has its class joining the two
@@ -40,10 +43,14 @@ class BaseSubscription:
     holds for both, ``Subscription`` is the selected implementation's.
     """
 
-    def __init__(self, bus: "Bus", pattern: str, maxsize: int = C.DEFAULT_SUBSCRIPTION_QUEUE, gaps: bool = True) -> None:
-        check_pattern(pattern)
+    def __init__(self, bus: "Bus", pattern: str, maxsize: int = C.DEFAULT_SUBSCRIPTION_QUEUE, gaps: bool = True,
+                 more: tuple = ()) -> None:
+        patterns = tuple(dict.fromkeys((pattern, *more)))
+        for each in patterns:
+            check_pattern(each)
         super().__init__(maxsize, gaps)
         self.pattern = pattern
+        self.patterns = patterns
         self._bus = bus
         self._missed: Optional[str] = None
 
@@ -232,11 +239,26 @@ class Bus:
         """
         raise NotImplementedError
 
-    def subscribe(self, pattern: str, *, maxsize: int = C.DEFAULT_SUBSCRIPTION_QUEUE, gaps: bool = True) -> BaseSubscription:
-        """A Subscription to ``pattern`` (``*`` one token, ``>`` the rest); enter it with ``async with``."""
+    async def publish_raw(self, topic: str, body: bytes) -> None:
+        """Publish ``body``, the bytes of a JSON document (or empty), on
+        ``topic`` as they are: no encoding, no copy.
+
+        For relaying payloads that already were bus payloads (a bridge between
+        buses): the topic and the size are checked as by ``publish``, the JSON
+        is not (the broker never decodes a body either).
+        """
+        raise NotImplementedError
+
+    def subscribe(self, pattern: str, *patterns: str, maxsize: int = C.DEFAULT_SUBSCRIPTION_QUEUE,
+                  gaps: bool = True) -> BaseSubscription:
+        """A Subscription to ``pattern`` (``*`` one token, ``>`` the rest); enter it with ``async with``.
+
+        Further ``patterns`` make one Subscription of them all: an event that
+        matches several is yielded once, in the order the broker sent it (a
+        bridge needs both: no duplicates, one publisher's order kept)."""
         if self._closed:
             raise BusError("the bus is closed")
-        return self._subscription_class(self, pattern, maxsize, gaps)
+        return self._subscription_class(self, pattern, maxsize, gaps, patterns)
 
     async def flush(self, timeout: Optional[float] = None) -> None:
         """Return once the broker has processed everything this bus sent before."""
@@ -275,28 +297,44 @@ class Bus:
     def _encode(self, topic: str, payload: Any, max_payload: int) -> bytes:
         return encode_event(topic, payload, max_payload)
 
-    def _register(self, sub: BaseSubscription) -> bool:
-        """Add ``sub`` to the local fan-out; True if its pattern is new here."""
+    def _check_raw(self, topic: str, body: bytes, max_payload: int) -> bytes:
+        """``publish_raw``'s checks: the topic as for ``publish``, the body's type and size."""
+        check_publish_topic(topic)
+        if type(body) is not bytes:
+            raise TypeError(f"body must be bytes, not {type(body).__name__}")
+        check_size(body, max_payload)
+        return body
+
+    def _register(self, sub: BaseSubscription) -> list[str]:
+        """Add ``sub`` to the local fan-out; its patterns that are new here."""
         if self._closed:
             raise BusError("the bus is closed")
         self._subscriptions.add(sub)
-        self._local.add(sub.pattern, sub)
-        refs = self._pattern_refs.get(sub.pattern, 0)
-        self._pattern_refs[sub.pattern] = refs + 1
-        return refs == 0
+        new = []
+        for pattern in sub.patterns:
+            # One queue under several patterns: the index yields it once per topic.
+            self._local.add(pattern, sub)
+            refs = self._pattern_refs.get(pattern, 0)
+            self._pattern_refs[pattern] = refs + 1
+            if refs == 0:
+                new.append(pattern)
+        return new
 
-    def _unregister(self, sub: BaseSubscription) -> bool:
-        """Remove ``sub``; True if no other local Subscription has its pattern."""
+    def _unregister(self, sub: BaseSubscription) -> list[str]:
+        """Remove ``sub``; its patterns no other local Subscription has."""
         if sub not in self._subscriptions:
-            return False
+            return []
         self._subscriptions.discard(sub)
-        self._local.remove(sub.pattern, sub)
-        refs = self._pattern_refs[sub.pattern] - 1
-        if refs:
-            self._pattern_refs[sub.pattern] = refs
-            return False
-        del self._pattern_refs[sub.pattern]
-        return True
+        gone = []
+        for pattern in sub.patterns:
+            self._local.remove(pattern, sub)
+            refs = self._pattern_refs[pattern] - 1
+            if refs:
+                self._pattern_refs[pattern] = refs
+            else:
+                del self._pattern_refs[pattern]
+                gone.append(pattern)
+        return gone
 
     def _deliver(self, topic: str, raw: bytes) -> None:
         self._impl.deliver(self._local, topic, raw)

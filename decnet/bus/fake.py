@@ -41,6 +41,14 @@ class FakeBus(Bus):
         self.published += 1
         self._deliver(topic, body)
 
+    async def publish_raw(self, topic: str, body: bytes) -> None:
+        self._check_raw(topic, body, self._max_payload)
+        if self._closed:
+            raise BusError("the bus is closed")
+        self.events.append(self._impl.Event(topic, body))
+        self.published += 1
+        self._deliver(topic, body)
+
     async def flush(self, timeout: Optional[float] = None) -> None:
         await asyncio.sleep(0)
 
@@ -64,6 +72,12 @@ class NullBus(Bus):
 
     async def publish(self, topic: str, payload: Any = None) -> None:
         self._encode(topic, payload, self._max_payload)
+        if self._closed:
+            raise BusError("the bus is closed")
+        self.dropped += 1
+
+    async def publish_raw(self, topic: str, body: bytes) -> None:
+        self._check_raw(topic, body, self._max_payload)
         if self._closed:
             raise BusError("the bus is closed")
         self.dropped += 1

@@ -99,6 +99,7 @@ class UnixBus(Bus):
     async def publish(self, topic: str, payload: Any = None) -> None:
         proto = self._proto
         body = self._encode(topic, payload, self._max_payload if proto is None else proto.max_payload)
+        # _send inlined: publish is the hot path, an extra coroutine per event shows.
         if self._closed:
             raise BusError("the bus is closed")
         if proto is None:
@@ -112,6 +113,29 @@ class UnixBus(Bus):
         # A broker that is behind but reading paces the publisher; one that
         # reads nothing for publish_wait is stuck: drop until it drains.
         if proto.paused and (not await proto.writable(self._publish_wait) or proto is not self._proto):
+            await self._drop()
+            return
+        proto.write(encode(C.PUB, topic, body))
+        self.published += 1
+
+    async def publish_raw(self, topic: str, body: bytes) -> None:
+        proto = self._proto
+        self._check_raw(topic, body, self._max_payload if proto is None else proto.max_payload)
+        await self._send(proto, topic, body)
+
+    async def _send(self, proto: Optional[ClientProtocol], topic: str, body: bytes) -> None:
+        """``publish`` after its checks: write the PUB, or drop and count it."""
+        if self._closed:
+            raise BusError("the bus is closed")
+        if proto is None:
+            if not await self._ready(self.publish_wait):
+                await self._drop()
+                return
+            proto = self._proto
+        if proto.transport.is_closing():
+            await self._drop()
+            return
+        if proto.paused and (not await proto.writable(self.publish_wait) or proto is not self._proto):
             await self._drop()
             return
         proto.write(encode(C.PUB, topic, body))
@@ -144,8 +168,9 @@ class UnixBus(Bus):
     # -- subscriptions
 
     async def _attach(self, sub: Subscription) -> None:
-        if self._register(sub) and self._proto is not None:
-            self._proto.write(encode(C.SUB, sub.pattern))
+        new = self._register(sub)
+        if new and self._proto is not None:
+            self._proto.writelines([encode(C.SUB, pattern) for pattern in new])
         if await self._ready(CONNECT_TIMEOUT):
             try:
                 await self._ping(self._ping_timeout)
@@ -166,8 +191,9 @@ class UnixBus(Bus):
             log.warning("%s", self._unavailable())
 
     async def _detach(self, sub: Subscription) -> None:
-        if self._unregister(sub) and self._proto is not None and not self._closed:
-            self._proto.write(encode(C.UNSUB, sub.pattern))
+        gone = self._unregister(sub)
+        if gone and self._proto is not None and not self._closed:
+            self._proto.writelines([encode(C.UNSUB, pattern) for pattern in gone])
 
     # -- connection management
 

@@ -240,3 +240,9 @@ def render_stats(health: dict) -> str:
     ]
     width = max(len(name) for name, _ in rows)
     return "\n".join(f"{name:<{width}}  {value}" for name, value in rows)
+
+
+# `decnet bus bridge` lives in its own module (decnet/cli/bridge.py).
+from decnet.cli.bridge import bridge as _bridge  # noqa: E402
+
+bus_app.command("bridge")(_bridge)
