@@ -128,14 +128,14 @@ class UnixBus(Bus):
         if self._closed:
             raise BusError("the bus is closed")
         if proto is None:
-            if not await self._ready(self.publish_wait):
+            if not await self._ready(self._publish_wait):
                 await self._drop()
                 return
             proto = self._proto
         if proto.transport.is_closing():
             await self._drop()
             return
-        if proto.paused and (not await proto.writable(self.publish_wait) or proto is not self._proto):
+        if proto.paused and (not await proto.writable(self._publish_wait) or proto is not self._proto):
             await self._drop()
             return
         proto.write(encode(C.PUB, topic, body))
