@@ -459,31 +459,46 @@ class Session:
             notify.bind(str(notify_dir / "notify"))
             web = Background(line, command, self.workdir, {**self.env(), "NOTIFY_SOCKET": str(notify_dir / "notify")},
                              address)
-            self.background.append(web)
-            deadline = time.monotonic() + TIMEOUT
-            notify.settimeout(0.1)  # to notice an early exit
-            while True:
-                assert web.proc.poll() is None, f"{line}: exit {web.proc.returncode} before READY=1\n{web.output()}"
-                assert time.monotonic() < deadline, f"{line}: no READY=1 within {TIMEOUT} s\n{web.output()}"
-                try:
-                    if "READY=1" in notify.recv(4096).decode().split("\n"):
-                        break
-                except socket.timeout:
-                    continue
+            problem = self._wait_ready(web, notify)
         finally:
             notify.close()
             shutil.rmtree(notify_dir, ignore_errors=True)
-        family, *where = address
-        with socket.socket(socket.AF_UNIX if family == "uds" else socket.AF_INET) as probe:
-            probe.settimeout(TIMEOUT)
-            probe.connect(where[0] if family == "uds" else tuple(where))
+        if problem is None:
+            family, *where = address
+            with socket.socket(socket.AF_UNIX if family == "uds" else socket.AF_INET) as probe:
+                probe.settimeout(TIMEOUT)
+                try:
+                    probe.connect(where[0] if family == "uds" else tuple(where))
+                except OSError as error:
+                    problem = f"READY=1, but {address} refuses a connection: {error}"
+        if problem is not None:
+            result = web.stop()
+            raise AssertionError(f"{line}: {problem} (exit {result.returncode})\n{result.stdout}{result.stderr}")
+        self.background.append(web)
+
+    @staticmethod
+    def _wait_ready(web: Background, notify: socket.socket) -> Optional[str]:
+        """None once ``web`` said READY=1 on ``notify``, else what went wrong."""
+        deadline = time.monotonic() + TIMEOUT
+        notify.settimeout(0.1)  # to notice an early exit
+        while web.proc.poll() is None:
+            if time.monotonic() > deadline:
+                return f"no READY=1 within {TIMEOUT} s"
+            try:
+                if "READY=1" in notify.recv(4096).decode().split("\n"):
+                    return None
+            except socket.timeout:
+                continue
+        return "exited before READY=1"
 
     def _start_stream(self, line: str, command: str) -> None:
         stream = Background(line, command, self.workdir, self.env())
-        self.background.append(stream)
         ready = re.compile(r"^event: stream\.ready\ndata: .*\n\n", re.M)
-        assert stream.wait_for_output(lambda out: bool(ready.search(out))), (
-            f"{line}: no stream.ready frame within {TIMEOUT} s:\n{stream.output()}")
+        if not stream.wait_for_output(lambda out: bool(ready.search(out))):
+            result = stream.stop()
+            raise AssertionError(f"{line}: no stream.ready frame within {TIMEOUT} s (exit {result.returncode})\n"
+                                 f"{result.stdout}{result.stderr}")
+        self.background.append(stream)
 
     def _stop(self, which: list[Background]) -> None:
         """Ctrl-C to each, latest first; every one is stopped before a failed check is raised."""
