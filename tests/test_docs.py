@@ -496,7 +496,8 @@ class Session:
         ready = re.compile(r"^event: stream\.ready\ndata: .*\n\n", re.M)
         if not stream.wait_for_output(lambda out: bool(ready.search(out))):
             result = stream.stop()
-            raise AssertionError(f"{line}: no stream.ready frame within {TIMEOUT} s (exit {result.returncode})\n"
+            raise AssertionError(f"{line}: no stream.ready frame (its output ended, or {TIMEOUT} s passed; exit "
+                                 f"{result.returncode})\n"
                                  f"{result.stdout}{result.stderr}")
         self.background.append(stream)
 
