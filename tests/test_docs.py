@@ -9,19 +9,49 @@ A block is treated by its fence's language:
 - ``pycon``: an interactive session, checked by ``python -m doctest``: every
   output must be the one shown.
 - ``sh``: each line (``\\``-continued lines joined) runs with bash, one after
-  the other. A ``decnet bus sub`` without ``--count`` runs until Ctrl-C (the
-  docs run it "in another terminal"): it is started in the background, the
-  next line runs once the broker's heartbeat counts its subscription, and it
-  gets SIGINT when the block is done.
-- ``text`` or no language: output or a diagram, not code. Any other language
-  fails the test, so that no block escapes it by accident.
+  the other, in the document's session (below).
+- ``text``, ``mermaid`` (a diagram) or no language: not code. Any other
+  language fails the test, so that no block escapes it by accident.
+
+The shell blocks of one document are one reader's session, in the document's
+order (a block run on its own first runs the earlier shell blocks of its
+document, as the reader would have):
+
+- An assignment, ``export NAME=...`` or ``NAME=$(...)``, carries over to the
+  following lines and blocks of the document (the reader keeps the same
+  ``DECNET_JWT_SECRET`` in each terminal, as the text says). Both kinds reach
+  the later commands' environment.
+- What the reader leaves running in another terminal runs in the background:
+  - ``decnet bus sub`` without ``--count`` (until Ctrl-C): the next line
+    runs once the broker's heartbeat counts its subscription; it gets Ctrl-C
+    when its block is done.
+  - ``decnet web``: the next line runs once it said READY=1 on the
+    ``NOTIFY_SOCKET`` the test gives it (its systemd readiness, sent once it
+    listens) and a connection to its address succeeds. It runs until the end
+    of the document's session, or until a later ``decnet web`` of the session
+    wants the same address: then the reader stops it (and what was started
+    after it) with Ctrl-C first.
+  - ``curl -N`` (an event stream): the next line runs once curl has printed
+    the stream's ``stream.ready`` frame, so every event published after it is
+    on the stream. It runs until the end of the session (or its server stops).
+  At the end of the session (after the document's last shell block) each gets
+  Ctrl-C, latest first, and its exit and output are checked.
+
+The docs serve ``decnet web`` on the TCP port 8080 (its default). This machine
+may be running something else there, or another run of these tests, so each
+document with a ``decnet web`` gets a free port the kernel picks, substituted
+for 8080 in every command line of that document (the reader's URLs included),
+and given as ``--port`` to a ``decnet web`` that names neither ``--port`` nor
+``--uds``; PROMISES are keyed by the lines as written.
 
 Everything runs in one temporary directory, where ``.venv`` points at the
 virtualenv running the tests (so ``.venv/bin/decnet`` is this install, also in
 CI's pure-Python run, which has no ``.venv``), with ``DECNET_BUS_SOCKET`` set
-to a broker that ``BrokerProcess`` started for this module. Each command must
-exit 0 (a ``sub`` stopped by Ctrl-C: 0 or 130) with no traceback; what a
-command promises to print is in ``PROMISES`` below.
+to a broker that ``BrokerProcess`` started for this module, and no
+``DECNET_JWT_SECRET`` but the one the docs export. Each command must exit 0
+(one stopped by Ctrl-C: 0 or 130; ``decnet web`` exits 0; ``curl`` may die of
+the SIGINT) with no traceback; what a command promises to print is in
+``PROMISES`` below.
 
 A block that must not run here carries, on the line right above its fence,
 
@@ -29,41 +59,101 @@ A block that must not run here carries, on the line right above its fence,
 
 which a rendered page does not show. The test reports it as skipped with
 REASON (``pytest -ra`` lists them). What is not run, and why: the ``make``
-targets (they install into ``.venv`` and run for minutes), installs (``pip
-install``, the system-wide steps of docs/deploy.md, which also need root and
-systemd), ``systemd-analyze verify`` on the units (tests/test_deploy.py runs
-it, on copies pointed at this install), the benchmark commands (minutes, and
-peers that bench/peers.sh installs) and the long reliability runs.
+targets (they install into ``.venv`` and run for minutes, or a broker until
+Ctrl-C), installs (``pip install``, the system-wide steps of docs/deploy.md,
+which also need root and systemd), ``systemd-analyze verify`` on the units
+(tests/test_deploy.py runs it, on copies pointed at this install), the
+benchmark commands (minutes, and peers that bench/peers.sh installs) and the
+long reliability runs.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
+from typing import Callable, Optional
 
 import pytest
 
 from decnet.bus import UnixBus
 from decnet.bus.testing import BrokerProcess, short_tmpdir
 from decnet.bus.topics import SYSTEM_BUS_HEALTH
+from decnet.web.config import WebConfig
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 FENCE = re.compile(r"^```(\S*)[^\n]*\n(.*?)^```[ \t]*$", re.S | re.M)
 NOT_RUN = re.compile(r"<!-- not run: (.+?) -->\s*$")
 SHELL = {"sh", "bash", "shell"}
-NOT_CODE = {"", "text"}
+NOT_CODE = {"", "text", "mermaid"}
 TIMEOUT = 30.0
+#: The port the docs serve ``decnet web`` on (its default), replaced by a free one.
+DOCS_PORT = WebConfig().port
+#: ``NAME=value`` or ``NAME=$(command)``, maybe exported, maybe with a comment
+#: (not ``NAME=value command``, which sets NAME for that command only).
+ASSIGNMENT = re.compile(r"(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)=(\$\(.*\)|\S*)(\s+#.*)?")
+
+
+def sse_frames(out: str) -> list[dict]:
+    """The frames of an event stream as curl printed it: their fields."""
+    frames = []
+    for raw in out.replace("\r\n", "\n").split("\n\n"):
+        fields = {}
+        for line in raw.split("\n"):
+            if line and not line.startswith(":"):
+                name, _, value = line.partition(":")
+                fields[name] = value[1:] if value.startswith(" ") else value
+        if fields:
+            frames.append(fields)
+    return frames
+
+
+def curl_events_prints(out: str) -> Optional[str]:
+    """docs/web.md's curl: ``retry: 2000``, then ``stream.ready`` and the two
+    events published after it, in the envelope the page shows (later frames,
+    from later commands of the reader's session, may follow)."""
+    frames = sse_frames(out)
+    if not frames or frames[0] != {"retry": "2000"}:
+        return "retry: 2000 first"
+    events = [f for f in frames[1:] if "event" in f]
+    expected = [
+        ("stream.ready", {"topology_id": "t1"}, None),
+        ("topology.status_changed", {"topology_id": "t1", "status": "active", "previous": "deploying",
+                                     "ts": "2026-11-29T16:00:00.123Z"}, "2026-11-29T16:00:00.123Z"),
+        ("mutation.applying", {"topology_id": "t1", "mutation_id": "m1", "state": "applying", "op": "add_lan",
+                               "error": None}, None),
+    ]
+    if len(events) < len(expected):
+        return f"the frames {', '.join(e[0] for e in expected)}"
+    ids = []
+    for frame, (name, payload, ts) in zip(events, expected):
+        data = json.loads(frame.get("data", "null"))
+        if frame["event"] != name or not isinstance(data, dict) or data.get("v") != 1 or data.get("type") != name \
+                or data.get("payload") != payload or not re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z",
+                                                                        str(data.get("ts"))):
+            shown = json.dumps(payload, separators=(",", ":"))
+            return f'a frame event: {name} with data {{"v":1,"type":"{name}","ts":...,"payload":{shown}}}'
+        if ts is not None and data["ts"] != ts:
+            return f"the publisher's ts {ts} in the {name} frame"
+        ids.append(int(frame.get("id", "-1")))
+    if ids != sorted(set(ids)) or ids[0] < 0:
+        return "increasing ids"
+    return None
+
 
 # What a command promises to print: the command line as the docs write it ->
 # a check of its stdout that returns None, or what is wrong.
-PROMISES = {
+PROMISES: dict[str, Callable[[str], Optional[str]]] = {
     ".venv/bin/python worker.py": lambda out: None
     if "decky.d1.state {'state': 'up'}" in out.splitlines() else "its own event, decky.d1.state {'state': 'up'}",
     ".venv/bin/decnet bus sub '>'": lambda out: None
@@ -72,6 +162,11 @@ PROMISES = {
     ".venv/bin/decnet bus stats": lambda out: None
     if re.search(r"^published +[1-9]", out, re.M) and re.search(r"^delivered +[1-9]", out, re.M)
     else "the heartbeat as a table, counting the event published before it",
+    'curl -N -H "Authorization: Bearer $TOKEN" http://127.0.0.1:8080/api/v1/topologies/t1/events':
+        curl_events_prints,
+    ".venv/bin/python -c 'import jwt, os, time; print(jwt.encode({\"sub\": \"me\", \"scope\": \"topology:events\", "
+    "\"exp\": int(time.time()) + 8 * 3600}, os.environ[\"DECNET_JWT_SECRET\"], algorithm=\"HS256\"))'": lambda out: None
+    if re.fullmatch(r"[\w-]+\.[\w-]+\.[\w-]+\n", out) else "a token (a JWT) on one line",
 }
 
 
@@ -117,9 +212,107 @@ def command_only(line: str) -> str:
     return re.sub(r"\s+#.*$", "", line)
 
 
+def words(line: str) -> list[str]:
+    return command_only(line).split()
+
+
 def runs_until_stopped(line: str) -> bool:
-    words = command_only(line).split()
-    return words[1:3] == ["bus", "sub"] and not {"--count", "-n"} & set(words)
+    """A ``decnet bus sub`` that stops only on Ctrl-C."""
+    w = words(line)
+    return w[1:3] == ["bus", "sub"] and not {"--count", "-n"} & set(w)
+
+
+def is_web(line: str) -> bool:
+    """``decnet web`` serving (not its --help)."""
+    w = words(line)
+    return len(w) >= 2 and w[0].endswith("decnet") and w[1] == "web" and "--help" not in w
+
+
+def is_event_stream(line: str) -> bool:
+    """``curl -N`` on the events route: a stream the reader watches until Ctrl-C."""
+    w = words(line)
+    return bool(w) and w[0] == "curl" and "-N" in w and w[-1].endswith("/events")
+
+
+def web_address(line: str) -> tuple:
+    """Where a ``decnet web`` line listens: ``("uds", path)`` or ``("tcp", host, port)``."""
+    w = words(line)
+
+    def option(name: str, default):
+        return w[w.index(name) + 1] if name in w else default
+
+    if "--uds" in w:
+        return ("uds", option("--uds", None))
+    return ("tcp", option("--host", WebConfig().host), int(option("--port", DOCS_PORT)))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Background:
+    """A command the reader leaves running in another terminal: its process
+    (its own process group, as a terminal's job) and its output as it comes."""
+
+    def __init__(self, line: str, command: str, cwd: Path, env: dict, address: Optional[tuple] = None) -> None:
+        self.line, self.address = line, address  # line: as the docs write it
+        self.proc = subprocess.Popen(["bash", "-c", command], cwd=cwd, env=env, text=True, stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, start_new_session=True)
+        self._out: list[str] = []
+        self._err: list[str] = []
+        self._open = 2
+        self._changed = threading.Condition()
+        self._readers = [threading.Thread(target=self._read, args=(stream, into), daemon=True)
+                         for stream, into in ((self.proc.stdout, self._out), (self.proc.stderr, self._err))]
+        for reader in self._readers:
+            reader.start()
+
+    def _read(self, stream, into: list) -> None:
+        for line in iter(stream.readline, ""):
+            with self._changed:
+                into.append(line)
+                self._changed.notify_all()
+        with self._changed:
+            self._open -= 1
+            self._changed.notify_all()
+
+    def output(self) -> str:
+        with self._changed:
+            return "".join(self._out) + "".join(self._err)
+
+    def wait_for_output(self, ready: Callable[[str], bool], timeout: float = TIMEOUT) -> bool:
+        """True once ``ready(stdout so far)``; False if the output ends or ``timeout`` passes first."""
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while not ready("".join(self._out)):
+                remaining = deadline - time.monotonic()
+                if self._open == 0 or remaining <= 0:
+                    return False
+                self._changed.wait(remaining)
+            return True
+
+    def stop(self) -> subprocess.CompletedProcess:
+        """Ctrl-C, as the reader stops it: SIGINT to the whole job; its exit and output."""
+        if self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGINT)
+            except ProcessLookupError:
+                pass
+        try:
+            self.proc.wait(TIMEOUT)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+        for reader in self._readers:
+            reader.join(TIMEOUT)
+        return subprocess.CompletedProcess(self.line, self.proc.returncode, "".join(self._out), "".join(self._err))
+
+    def stop_and_check(self) -> None:
+        result = self.stop()
+        codes = (0,) if is_web(self.line) else (0, 130, -signal.SIGINT)
+        check(self.line, result, codes)
 
 
 @pytest.fixture(scope="module")
@@ -144,7 +337,10 @@ def docs_broker():
 
 @pytest.fixture(scope="module")
 def env(docs_broker):
-    environ = {k: v for k, v in os.environ.items() if not k.startswith("DECNET_BUS_") or k == "DECNET_BUS_NO_EXTENSIONS"}
+    environ = {k: v for k, v in os.environ.items()
+               if not k.startswith("DECNET_BUS_") or k == "DECNET_BUS_NO_EXTENSIONS"}
+    for name in ("DECNET_JWT_SECRET", "NOTIFY_SOCKET"):  # only what the docs set
+        environ.pop(name, None)
     environ["DECNET_BUS_SOCKET"] = str(docs_broker.path)
     return environ
 
@@ -158,8 +354,8 @@ def check(what: str, result: subprocess.CompletedProcess, codes=(0,)) -> None:
         assert wrong is None, f"{what} should print {wrong}; it printed:\n{result.stdout}{result.stderr}"
 
 
-async def start_subscriber(line: str, workdir: Path, env: dict) -> subprocess.Popen:
-    """Start ``line`` (a ``decnet bus sub``) and return once the broker has its
+async def start_subscriber(line: str, command: str, workdir: Path, env: dict) -> Background:
+    """Start ``command`` (a ``decnet bus sub``) and return once the broker has its
     subscription: this client alone is connected, then the heartbeat counts one
     more connection and one more subscription. Earlier commands have exited, but
     the broker may not have seen it yet: the first wait covers that."""
@@ -173,40 +369,176 @@ async def start_subscriber(line: str, workdir: Path, env: dict) -> subprocess.Po
                         return
 
             await asyncio.wait_for(heartbeat(1, 1), TIMEOUT)
-            proc = subprocess.Popen(["bash", "-c", line], cwd=workdir, env=env, text=True, stdout=subprocess.PIPE,
-                                    stderr=subprocess.PIPE, start_new_session=True)
+            sub = Background(line, command, workdir, env)
             try:
                 await asyncio.wait_for(heartbeat(2, 2), TIMEOUT)
             except asyncio.TimeoutError:
-                stop(proc)
-                raise AssertionError(f"{line}: not subscribed within {TIMEOUT} s: {proc.communicate()}") from None
-            return proc
+                result = sub.stop()
+                raise AssertionError(f"{line}: not subscribed within {TIMEOUT} s: {result}") from None
+            return sub
 
 
-def stop(proc: subprocess.Popen) -> tuple[str, str]:
-    """Ctrl-C, as the reader stops it: SIGINT to the whole job (bash and decnet); its output."""
-    os.killpg(proc.pid, signal.SIGINT)
-    return proc.communicate(timeout=TIMEOUT)
+class Session:
+    """One reader going through one document's shell blocks: the variables
+    assigned so far, and what runs in the background until the end."""
 
+    def __init__(self, doc: Path, workdir: Path, env: dict) -> None:
+        self.doc, self.workdir, self.base_env = doc, workdir, env
+        self.variables: dict[str, str] = {}
+        self.background: list[Background] = []
+        self.ran: set[int] = set()
+        self.shell_blocks = [b for b in BLOCKS if b.doc == doc and b.lang in SHELL and not b.skip]
+        serves = any(is_web(line) for b in self.shell_blocks for line in commands(b.text))
+        self.port = free_port() if serves else None
 
-def run_shell(block: Block, workdir: Path, env: dict) -> None:
-    background = []
-    try:
-        for line in commands(block.text):
-            if runs_until_stopped(line):
-                background.append((line, asyncio.run(start_subscriber(line, workdir, env))))
+    def env(self) -> dict:
+        return {**self.base_env, **self.variables}
+
+    def command(self, line: str) -> str:
+        """``line`` as it runs here: on this session's port instead of the docs' one."""
+        if self.port is None:
+            return line
+        line = re.sub(rf"\b{DOCS_PORT}\b", str(self.port), line)
+        if is_web(line) and not {"--port", "--uds"} & set(words(line)):
+            line = re.sub(r"(\S*decnet web)\b", rf"\1 --port {self.port}", line, count=1)
+        return line
+
+    def run(self, block: Block) -> None:
+        """Run ``block`` after the document's earlier shell blocks not run yet;
+        end the session after the document's last one."""
+        for earlier in self.shell_blocks:
+            if earlier.line >= block.line:
+                break
+            if earlier.line not in self.ran:
+                self._run(earlier)
+        self._run(block)
+        if block is self.shell_blocks[-1]:
+            self.close()
+
+    def _run(self, block: Block) -> None:
+        self.ran.add(block.line)
+        subscribers = []
+        try:
+            for line in commands(block.text):
+                command = self.command(line)
+                if runs_until_stopped(line):
+                    assert not self.background, (
+                        f"{block.where}: {line} starts while {self.background[0].line} runs: waiting for its "
+                        f"subscription on the broker's heartbeat counts on no other client")
+                    subscribers.append(asyncio.run(start_subscriber(line, command, self.workdir, self.env())))
+                elif is_web(line):
+                    self._start_web(line, command)
+                elif is_event_stream(line):
+                    self._start_stream(line, command)
+                elif assignment := ASSIGNMENT.fullmatch(line):
+                    self._assign(line, assignment.group(1), re.sub(r"^export\s+", "", line))
+                else:
+                    check(line, subprocess.run(["bash", "-c", command], cwd=self.workdir, env=self.env(),
+                                               capture_output=True, text=True, timeout=TIMEOUT))
+        finally:
+            for sub in subscribers:
+                check(sub.line, sub.stop(), codes=(0, 130))
+
+    def _assign(self, line: str, name: str, assignment: str) -> None:
+        # Without "export", the status is the command substitution's.
+        script = f"{self.command(assignment)}\nstatus=$?\nprintf '%s' \"${name}\"\nexit $status"
+        result = subprocess.run(["bash", "-c", script], cwd=self.workdir, env=self.env(), capture_output=True,
+                                text=True, timeout=TIMEOUT)
+        check(line, result)
+        self.variables[name] = result.stdout
+
+    def _start_web(self, line: str, command: str) -> None:
+        address = web_address(command)
+        for i, earlier in enumerate(self.background):
+            if earlier.address == address:  # the reader stops it, and what came after it, to start again
+                self._stop(self.background[i:])
+                break
+        notify_dir = short_tmpdir("docs-notify-")
+        notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        try:
+            notify.bind(str(notify_dir / "notify"))
+            web = Background(line, command, self.workdir, {**self.env(), "NOTIFY_SOCKET": str(notify_dir / "notify")},
+                             address)
+            problem = self._wait_ready(web, notify)
+        finally:
+            notify.close()
+            shutil.rmtree(notify_dir, ignore_errors=True)
+        if problem is None:
+            family, *where = address
+            with socket.socket(socket.AF_UNIX if family == "uds" else socket.AF_INET) as probe:
+                probe.settimeout(TIMEOUT)
+                try:
+                    probe.connect(where[0] if family == "uds" else tuple(where))
+                except OSError as error:
+                    problem = f"READY=1, but {address} refuses a connection: {error}"
+        if problem is not None:
+            result = web.stop()
+            raise AssertionError(f"{line}: {problem} (exit {result.returncode})\n{result.stdout}{result.stderr}")
+        self.background.append(web)
+
+    @staticmethod
+    def _wait_ready(web: Background, notify: socket.socket) -> Optional[str]:
+        """None once ``web`` said READY=1 on ``notify``, else what went wrong."""
+        deadline = time.monotonic() + TIMEOUT
+        notify.settimeout(0.1)  # to notice an early exit
+        while web.proc.poll() is None:
+            if time.monotonic() > deadline:
+                return f"no READY=1 within {TIMEOUT} s"
+            try:
+                if "READY=1" in notify.recv(4096).decode().split("\n"):
+                    return None
+            except socket.timeout:
                 continue
-            result = subprocess.run(["bash", "-c", line], cwd=workdir, env=env, capture_output=True, text=True,
-                                    timeout=TIMEOUT)
-            check(line, result)
-    finally:
-        for line, proc in background:
-            out, err = stop(proc)
-            check(line, subprocess.CompletedProcess(line, proc.returncode, out, err), codes=(0, 130))
+        return "exited before READY=1"
+
+    def _start_stream(self, line: str, command: str) -> None:
+        stream = Background(line, command, self.workdir, self.env())
+        ready = re.compile(r"^event: stream\.ready\ndata: .*\n\n", re.M)
+        if not stream.wait_for_output(lambda out: bool(ready.search(out))):
+            result = stream.stop()
+            raise AssertionError(f"{line}: no stream.ready frame (its output ended, or {TIMEOUT} s passed; exit "
+                                 f"{result.returncode})\n"
+                                 f"{result.stdout}{result.stderr}")
+        self.background.append(stream)
+
+    def _stop(self, which: list[Background]) -> None:
+        """Ctrl-C to each, latest first; every one is stopped before a failed check is raised."""
+        failures = []
+        for proc in reversed(which):
+            self.background.remove(proc)
+            try:
+                proc.stop_and_check()
+            except AssertionError as error:
+                failures.append(str(error))
+        assert not failures, "\n\n".join(failures)
+
+    def close(self) -> None:
+        """The end of the reader's session: everything still running gets Ctrl-C."""
+        self._stop(list(self.background))
+
+
+@pytest.fixture(scope="module")
+def sessions(workdir, env):
+    """The reader's session of each document, made on first use."""
+    made: dict[Path, Session] = {}
+
+    def session(doc: Path) -> Session:
+        if doc not in made:
+            made[doc] = Session(doc, workdir, env)
+        return made[doc]
+
+    yield session
+    failures = []
+    for s in made.values():  # a document not run to its end (a failure, or -k)
+        try:
+            s.close()
+        except AssertionError as error:
+            failures.append(f"{s.doc.name}: {error}")
+    assert not failures, "\n\n".join(failures)
 
 
 @pytest.mark.parametrize("block", BLOCKS, ids=[b.where for b in BLOCKS])
-def test_block_runs_as_written(block, workdir, env):
+def test_block_runs_as_written(block, workdir, env, sessions):
     if block.skip:
         pytest.skip(f"{block.where}: not run: {block.skip}")
     if block.lang == "python":
@@ -225,7 +557,7 @@ def test_block_runs_as_written(block, workdir, env):
         check(block.where, subprocess.run([sys.executable, "-m", "doctest", session.name], cwd=workdir, env=env,
                                           capture_output=True, text=True, timeout=TIMEOUT))
     elif block.lang in SHELL:
-        run_shell(block, workdir, env)
+        sessions(block.doc).run(block)
     else:
         pytest.fail(f"{block.where}: a ```{block.lang} block: use python, pycon, sh or text (see this test's docstring)")
 
