@@ -245,6 +245,9 @@ def markdown(summary: dict) -> str:
 
     def row(run: str, system: str, n, rate, r: dict) -> str:
         lost = fmt(r["lost"], ".0f") + (f" ({r['resyncs']:.0f} resync)" if r["resyncs"] else "")
+        lossy = r.get("rounds", 1) - r.get("zero_loss_rounds", 1)
+        if lossy:
+            lost += f", loss in {lossy} of {r['rounds']} rounds"
         return (f"| {run} | {system} | {n} | {rate:g} | {fmt(r['frames_per_s'], ',.0f')} | {lost} | "
                 f"{fmt(r['p50_ms'])} | {fmt(r['p99_ms'])} | {fmt(r['p999_ms'])} | "
                 f"{fmt(r['web_us_per_frame'], '.1f')} | {fmt(r['web_core_pct'], '.0f')} | "
@@ -260,18 +263,22 @@ def markdown(summary: dict) -> str:
         p = poll_reference(n)
         lines.append(f"| computed | 1 s database poll | {n} | any | – | 0 | {p['p50_ms']:.0f} | {p['p99_ms']:.0f} | "
                      f"{p['p999_ms']:.0f} | {p['queries_per_s']:,.0f} queries/s | – | – |")
-    lines += ["", "| system | clients | RSS per idle client | highest rate of the scan with zero loss |",
-              "|---|---:|---:|---:|"]
+    lines += ["", "| system | clients | RSS per idle client | highest rate of the scan with zero loss "
+              "| … and p99 < 100 ms |", "|---|---:|---:|---:|---:|"]
     for s in summary.values():
         if s["mode"] == "frozen":
             continue
-        ceiling = "–"
+        ceiling = fast = "–"
         if s["mode"] == "scan":
             top = s["highest_zero_loss_rate"] or 0
             at = s["runs"].get(top)
             ceiling = f"{top:g} ev/s ({top * s['clients']:,.0f} frames/s)" + (
                 f", p99 {fmt(at['p99_ms'])} ms" if at else "")
-        lines.append(f"| {s['system']} | {s['clients']} | {fmt(s['rss_per_idle_client_kib'], '.1f')} KiB | {ceiling} |")
+            quick = [rate for rate, r in s["runs"].items()
+                     if r["zero_loss_rounds"] == r["rounds"] and r["p99_ms"] is not None and r["p99_ms"] < 100]
+            fast = f"{max(quick):g} ev/s ({max(quick) * s['clients']:,.0f} frames/s)" if quick else "none"
+        lines.append(f"| {s['system']} | {s['clients']} | {fmt(s['rss_per_idle_client_kib'], '.1f')} KiB "
+                     f"| {ceiling} | {fast} |")
     checks = targets(summary)
     if checks:
         lines += ["", "| target (decnet) | measured | met |", "|---|---|---|"]
@@ -295,8 +302,8 @@ def targets(summary: dict) -> list[tuple[str, str, bool]]:
         if fast:
             rate, r = fast[0]
             out.append((f"≥ 150,000 frames/s with zero loss and p99 < 100 ms ({n} clients)",
-                        f"{rate * n:,.0f} frames/s, lost {r['lost']:.0f} in {r['rounds'] - r['zero_loss_rounds']}"
-                        f" of {r['rounds']} rounds, p99 {fmt(r['p99_ms'])} ms", clean(r) and r["p99_ms"] < 100))
+                        f"{rate * n:,.0f} frames/s, zero loss in {r['zero_loss_rounds']} of {r['rounds']} rounds,"
+                        f" p99 {fmt(r['p99_ms'])} ms", clean(r) and r["p99_ms"] < 100))
         if 100 in scan["runs"]:
             r = scan["runs"][100]
             out.append((f"≤ 20 µs of web CPU per frame at {n} × 100 ev/s", f"{r['web_us_per_frame']:.1f} µs",
