@@ -366,16 +366,17 @@ def parse_args(argv=None):
     parser.add_argument("--systems", default=",".join(SYSTEMS),
                         help=f"comma-separated systems to run, of {', '.join(SYSTEMS)}")
     parser.add_argument("--quick", action="store_true",
-                        help="a smoke run: 1 round of 1 s, 10 and 20 streams, rates 50,200, frozen at 50")
+                        help="a smoke run: 1 round of 1 s, 10 and 20 streams, rates 50,200, frozen at 50, drain 10 s "
+                             "(options given beside it still apply)")
     parser.add_argument("--json", metavar="FILE", help="also write every run and the medians to FILE as JSON")
+    if "--quick" in (sys.argv[1:] if argv is None else argv):
+        parser.set_defaults(rounds=1, seconds=1.0, clients=10, rates=[50.0, 200.0], many=20, many_rates=[50.0],
+                            frozen_rate=50.0, drain=10.0)
     args = parser.parse_args(argv)
     args.systems = [s.strip() for s in args.systems.split(",") if s.strip()]
     unknown = [s for s in args.systems if s not in SYSTEMS]
     if unknown or not args.systems:
         parser.error(f"--systems: unknown {', '.join(unknown) or '(none)'}; choose from {', '.join(SYSTEMS)}")
-    if args.quick:
-        args.rounds, args.seconds, args.clients, args.rates = 1, 1.0, 10, [50.0, 200.0]
-        args.many, args.many_rates, args.frozen_rate, args.drain = 20, [50.0], 50.0, 10.0
     if args.rounds < 1 or args.seconds <= 0 or args.clients < 1 or args.many < 0 or args.client_procs < 1:
         parser.error("--rounds, --clients and --client-procs must be >= 1, --seconds > 0, --many >= 0")
     return args
