@@ -201,9 +201,17 @@ def test_every_subscriber_on_every_host_gets_each_event_exactly_once(fleet, run,
     assert len(on_nats) == len(hosts) * (count + 1), "a raw NATS subscriber saw an event other than once"
     seen = {(m.subject, m.data) for m in on_nats}
     assert len(seen) == len(on_nats)
+    numbers: dict = {}
     for m in on_nats:
         h = orjson.loads(m.data)["h"]
         assert m.headers["Decnet-Origin"] == f"h{h}" and m.subject.startswith(f"decnet.decky.h{h}-x.")
+        # The header block the export pump writes itself parses as these two headers, nothing else.
+        assert set(m.headers) == {"Decnet-Origin", "Decnet-Seq"}, m.headers
+        epoch, _, n = m.headers["Decnet-Seq"].partition(".")
+        assert len(epoch) == 16 and int(epoch, 16) >= 0 and n.isdigit(), m.headers
+        numbers.setdefault(m.headers["Decnet-Origin"], []).append(int(n))
+    for origin, ns in numbers.items():
+        assert ns == sorted(set(ns)), f"{origin}: sequence numbers not increasing"
     for beat in beats:
         assert beat["looped"] == 0 and beat["dropped_export"] == 0 and beat["dropped_import"] == 0, beat
         assert beat["imported"] == (len(hosts) - 1) * (count + 1), beat
