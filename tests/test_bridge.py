@@ -201,9 +201,17 @@ def test_every_subscriber_on_every_host_gets_each_event_exactly_once(fleet, run,
     assert len(on_nats) == len(hosts) * (count + 1), "a raw NATS subscriber saw an event other than once"
     seen = {(m.subject, m.data) for m in on_nats}
     assert len(seen) == len(on_nats)
+    numbers: dict = {}
     for m in on_nats:
         h = orjson.loads(m.data)["h"]
         assert m.headers["Decnet-Origin"] == f"h{h}" and m.subject.startswith(f"decnet.decky.h{h}-x.")
+        # The header block the export pump writes itself parses as these two headers, nothing else.
+        assert set(m.headers) == {"Decnet-Origin", "Decnet-Seq"}, m.headers
+        epoch, _, n = m.headers["Decnet-Seq"].partition(".")
+        assert len(epoch) == 16 and int(epoch, 16) >= 0 and n.isdigit(), m.headers
+        numbers.setdefault(m.headers["Decnet-Origin"], []).append(int(n))
+    for origin, ns in numbers.items():
+        assert ns == sorted(set(ns)), f"{origin}: sequence numbers not increasing"
     for beat in beats:
         assert beat["looped"] == 0 and beat["dropped_export"] == 0 and beat["dropped_import"] == 0, beat
         assert beat["imported"] == (len(hosts) - 1) * (count + 1), beat
@@ -591,3 +599,29 @@ def test_local_broker_frozen_imports_are_shed_counted_and_told(fleet, run):
     assert beat["dropped_import"] > 0 and beat["connected"], beat
     assert gap["reason"] in ("local", "overflow") and gap["lost"] > 0
     report("bridge, local broker frozen", events=count, imported=beat["imported"], dropped_import=beat["dropped_import"])
+
+
+@pytest.mark.parametrize("block", [
+    b"NATS/1.0\r\nDecnet-Origin: host-a\r\nDecnet-Seq: 0123456789abcdef.42\r\n\r\n",  # what the export pump writes
+    b"NATS/1.0\r\nDecnet-Origin:  spaced \r\nDecnet-Seq:\tx.1 \r\n\r\n",
+    b"NATS/1.0\r\nDecnet-Origin: h\xff\xfe\r\nDecnet-Seq: e.1\r\n\r\n",              # not UTF-8
+    b"NATS/1.0\r\nDecnet-Origin: a\r\nDecnet-Seq: e.1\r\nOther: x\r\n\r\n",          # a third header
+    b"NATS/1.0\r\nDecnet-Seq: e.1\r\nDecnet-Origin: a\r\n\r\n",                      # the other order
+    b"NATS/1.0\r\nFoo: bar\r\n\r\n",
+    b"NATS/1.0 503\r\n\r\n",                                                          # a status line
+])
+def test_fast_header_reader_agrees_with_nats_py(block):
+    """The bridge's own reader of its header block gives what nats-py's parser gives, for any block."""
+    from nats.aio.client import Client
+
+    from decnet.bus.bridge.core import _read_headers_fast
+
+    nc = Client()
+    _read_headers_fast(nc)
+    assert "_process_headers" in vars(nc), "the reader was not installed on this nats-py"
+
+    async def both():
+        return await nc._process_headers(block), await Client._process_headers(nc, block)
+
+    fast, general = asyncio.run(both())
+    assert fast == general
