@@ -60,7 +60,8 @@ document, as the reader would have):
   any second copy a bridge would make of it, came before the marker, and a
   promise of "once" is checked with no such copy still on its way. Then
   each background process gets Ctrl-C, latest first, and its exit and
-  output are checked.
+  output are checked (what it promises to print only when the session ran
+  to the document's last shell block: ``-k`` may run only some of them).
 
 The docs serve ``decnet web`` on the TCP port 8080 (its default), and
 docs/federation.md its ``nats-server`` on 4333. This machine may be running
@@ -412,8 +413,8 @@ class Background:
             reader.join(TIMEOUT)
         return subprocess.CompletedProcess(self.line, self.proc.returncode, "".join(self._out), "".join(self._err))
 
-    def stop_and_check(self) -> None:
-        check(self.line, self.stop(), self.codes)
+    def stop_and_check(self, promised: bool = True) -> None:
+        check(self.line, self.stop(), self.codes, promised)
 
 
 @pytest.fixture(scope="module")
@@ -446,10 +447,12 @@ def env(docs_broker):
     return environ
 
 
-def check(what: str, result: subprocess.CompletedProcess, codes=(0,)) -> None:
+def check(what: str, result: subprocess.CompletedProcess, codes=(0,), promised: bool = True) -> None:
+    """``what`` exited with one of ``codes``, with no traceback, and printed
+    what PROMISES says (unless not ``promised``)."""
     assert result.returncode in codes, f"{what}: exit {result.returncode}\n{result.stdout}\n{result.stderr}"
     assert "Traceback" not in result.stderr, f"{what}:\n{result.stderr}"
-    promise = PROMISES.get(command_only(what))
+    promise = PROMISES.get(command_only(what)) if promised else None
     if promise is not None:
         wrong = promise(result.stdout)
         assert wrong is None, f"{what} should print {wrong}; it printed:\n{result.stdout}{result.stderr}"
@@ -566,6 +569,7 @@ class Session:
         self.variables: dict[str, str] = {}
         self.background: list[Background] = []
         self.ran: set[int] = set()
+        self.failed = False  # a command failed: the end of the session checks no marker
         self.shell_blocks = [b for b in BLOCKS if b.doc == doc and b.lang in SHELL and not b.skip]
         lines = [(b, command_only(line)) for b in self.shell_blocks for line in commands(b.text)]
         #: The docs' ports -> the free ones used here.
@@ -613,12 +617,16 @@ class Session:
         earlier block, runs a program this machine lacks."""
         if self.missing is not None and block.line >= self.missing[0]:
             pytest.skip(f"{block.where}: {self.missing[1]}")
-        for earlier in self.shell_blocks:
-            if earlier.line >= block.line:
-                break
-            if earlier.line not in self.ran:
-                self._run(earlier)
-        self._run(block)
+        try:
+            for earlier in self.shell_blocks:
+                if earlier.line >= block.line:
+                    break
+                if earlier.line not in self.ran:
+                    self._run(earlier)
+            self._run(block)
+        except BaseException:
+            self.failed = True
+            raise
         if block is self.shell_blocks[-1]:
             self.close()
 
@@ -726,27 +734,30 @@ class Session:
         late = [b.line for b in subs if not b.wait_for_output(lambda out: MARKER_PRINTED in out)]
         assert not late, f"the marker published on {topic} after the last pub did not reach {late} in {TIMEOUT} s"
 
-    def _stop(self, which: list[Background]) -> None:
-        """Ctrl-C to each, latest first; every one is stopped before a failed check is raised."""
+    def _stop(self, which: list[Background], promised: bool = True) -> None:
+        """Ctrl-C to each, latest first, and check it (what it printed too
+        if ``promised``); every one is stopped before a failed check is raised."""
         failures = []
         for proc in reversed(which):
             self.background.remove(proc)
             try:
-                proc.stop_and_check()
+                proc.stop_and_check(promised)
             except AssertionError as error:
                 failures.append(str(error))
         assert not failures, "\n\n".join(failures)
 
-    def close(self, marker: bool = True) -> None:
-        """The end of the reader's session: the marker (unless the session
-        was cut short), then everything still running gets Ctrl-C; the
-        private directory goes."""
+    def close(self) -> None:
+        """The end of the reader's session (or of the blocks run of it): the
+        marker unless a command failed, then everything still running gets
+        Ctrl-C, its promise checked if the session ran to its last block;
+        the private directory goes."""
         try:
-            if marker:
+            if not self.failed:
                 self._marker()
         finally:
             try:
-                self._stop(list(self.background))
+                # What a background command promises may need the rest of the document.
+                self._stop(list(self.background), promised=self.shell_blocks[-1].line in self.ran and not self.failed)
             finally:
                 if self.tmp is not None:
                     shutil.rmtree(self.tmp, ignore_errors=True)
@@ -767,7 +778,7 @@ def sessions(workdir, env):
     failures = []
     for s in made.values():  # a document not run to its end (a failure, or -k)
         try:
-            s.close(marker=False)
+            s.close()
         except Exception as error:
             failures.append(f"{s.doc.name}: {error}")
     assert not failures, "\n\n".join(failures)
