@@ -21,37 +21,68 @@ document, as the reader would have):
   following lines and blocks of the document (the reader keeps the same
   ``DECNET_JWT_SECRET`` in each terminal, as the text says). Both kinds reach
   the later commands' environment.
-- What the reader leaves running in another terminal runs in the background:
-  - ``decnet bus sub`` without ``--count`` (until Ctrl-C): the next line
-    runs once the broker's heartbeat counts its subscription; it gets Ctrl-C
-    when its block is done.
-  - ``decnet web``: the next line runs once it said READY=1 on the
-    ``NOTIFY_SOCKET`` the test gives it (its systemd readiness, sent once it
-    listens) and a connection to its address succeeds. It runs until the end
-    of the document's session, or until a later ``decnet web`` of the session
-    wants the same address: then the reader stops it (and what was started
-    after it) with Ctrl-C first.
-  - ``curl -N`` (an event stream): the next line runs once curl has printed
-    the stream's ``stream.ready`` frame, so every event published after it is
-    on the stream. It runs until the end of the session (or its server stops).
-  At the end of the session (after the document's last shell block) each gets
-  Ctrl-C, latest first, and its exit and output are checked.
+- What the reader leaves running in another terminal runs in the background
+  until the end of the document's session, as does a line ending in ``&``;
+  the next line runs once it is ready, as the process itself says:
+  - ``decnet bus sub`` without ``--count`` (until Ctrl-C): once the
+    heartbeat of ITS broker (``--socket``, else ``$DECNET_BUS_SOCKET``)
+    counts one more connection and one more subscription than the heartbeat
+    before it started (which counts the test's own client, and no command
+    that exited earlier: the broker had its connection's end before the
+    test's client's first frame).
+  - ``decnet web``, and the broker ``decnet bus``: once it said READY=1 on
+    the ``NOTIFY_SOCKET`` the test gives it (its systemd readiness, sent once
+    it listens) and a connection to its address succeeds. Either runs until
+    a later one of the session wants the same address: then the reader stops
+    it (and what was started after it) with Ctrl-C first.
+  - ``decnet bus bridge``: once it said READY=1 (``Type=notify`` too); when
+    its ``--nats`` names the port of a ``nats-server`` this session started,
+    also once it is connected both ways: its first ``gap`` notice (reason
+    ``connect``, sent once its NATS subscriptions are live, after its local
+    export subscription) or a heartbeat with ``"live": true``, on
+    ``system.bridge.<name>.*`` of its local broker, which the test subscribes
+    to before starting it. A bridge given no such server (README's) keeps
+    trying to reach NATS, by design: READY=1 is all it says.
+  - ``nats-server``: once its port accepts a connection and answers with its
+    ``INFO``. When it is not installed here, the document's blocks from the
+    one that runs it on are skipped with the reason (CI installs it).
+  - ``curl -N`` (an event stream): once curl has printed the stream's
+    ``stream.ready`` frame, so every event published after it is on the
+    stream.
+  At the end of the session (after the document's last shell block) the
+  test first makes sure what was published has arrived: it publishes a
+  marker event (payload ``{"docs_test":"marker"}``) on the topic and the
+  broker of the session's last ``decnet bus pub``, and waits until every
+  running ``decnet bus sub`` whose pattern matches that topic has printed it.
+  ``decnet bus pub`` exits once its broker has the event, and events reach
+  a subscriber in the order that broker received them, through the bridges
+  too (one connection each way, read in order): so the reader's event, and
+  any second copy a bridge would make of it, came before the marker, and a
+  promise of "once" is checked with no such copy still on its way. Then
+  each background process gets Ctrl-C, latest first, and its exit and
+  output are checked (what it promises to print only when the session ran
+  to the document's last shell block: ``-k`` may run only some of them).
 
-The docs serve ``decnet web`` on the TCP port 8080 (its default). This machine
-may be running something else there, or another run of these tests, so each
-document with a ``decnet web`` gets a free port the kernel picks, substituted
-for 8080 in every command line of that document (the reader's URLs included),
-and given as ``--port`` to a ``decnet web`` that names neither ``--port`` nor
-``--uds``; PROMISES are keyed by the lines as written.
+The docs serve ``decnet web`` on the TCP port 8080 (its default), and
+docs/federation.md its ``nats-server`` on 4333. This machine may be running
+something else there, or another run of these tests, so each document gets,
+for each of those ports it uses, a free port the kernel picks, substituted in
+every command line of that document (the reader's URLs included); a ``decnet
+web`` that names neither ``--port`` nor ``--uds`` is given ``--port``.
+Likewise a path under ``/tmp/`` (docs/federation.md's sockets in
+``/tmp/decnet-fed``) is one under a private directory of the session, made
+at its start and removed at its end: two runs at once would otherwise share
+the sockets, and the brokers create ``decnet-fed`` in it as they would in
+``/tmp``. PROMISES are keyed by the lines as written.
 
 Everything runs in one temporary directory, where ``.venv`` points at the
 virtualenv running the tests (so ``.venv/bin/decnet`` is this install, also in
 CI's pure-Python run, which has no ``.venv``), with ``DECNET_BUS_SOCKET`` set
 to a broker that ``BrokerProcess`` started for this module, and no
 ``DECNET_JWT_SECRET`` but the one the docs export. Each command must exit 0
-(one stopped by Ctrl-C: 0 or 130; ``decnet web`` exits 0; ``curl`` may die of
-the SIGINT) with no traceback; what a command promises to print is in
-``PROMISES`` below.
+(one stopped by Ctrl-C: 0 or 130; ``decnet web``, the broker and the bridge
+exit 0; ``curl`` and ``nats-server`` may die of the SIGINT) with no
+traceback; what a command promises to print is in ``PROMISES`` below.
 
 A block that must not run here carries, on the line right above its fence,
 
@@ -63,6 +94,8 @@ targets (they install into ``.venv`` and run for minutes, or a broker until
 Ctrl-C), installs (``pip install``, the system-wide steps of docs/deploy.md,
 which also need root and systemd), ``systemd-analyze verify`` on the units
 (tests/test_deploy.py runs it, on copies pointed at this install), the
+bridges of a production federation (hosts ``nats1``/``nats2``, certificates,
+root and systemd; tests/test_bridge.py runs TLS and users on local servers), the
 benchmark commands (minutes, and peers that bench/peers.sh installs) and the
 long reliability runs.
 """
@@ -73,6 +106,7 @@ import asyncio
 import json
 import os
 import re
+import shlex
 import shutil
 import signal
 import socket
@@ -82,10 +116,13 @@ import threading
 import time
 from pathlib import Path
 from typing import Callable, Optional
+from urllib.parse import urlsplit
 
 import pytest
 
-from decnet.bus import UnixBus
+from decnet.bus import UnixBus, matches
+from decnet.bus.bridge import gap_topic, health_topic
+from decnet.bus.bridge.config import default_name
 from decnet.bus.testing import BrokerProcess, short_tmpdir
 from decnet.bus.topics import SYSTEM_BUS_HEALTH
 from decnet.web.config import WebConfig
@@ -99,6 +136,17 @@ NOT_CODE = {"", "text", "mermaid"}
 TIMEOUT = 30.0
 #: The port the docs serve ``decnet web`` on (its default), replaced by a free one.
 DOCS_PORT = WebConfig().port
+#: The port ``nats-server`` listens on unless ``-p`` says otherwise.
+NATS_PORT = 4222
+#: Programs the docs run that a machine may lack: what to say when one is missing.
+OPTIONAL_PROGRAMS = {
+    "nats-server": "nats-server is not installed (Debian: apt-get install nats-server; CI installs it)",
+}
+#: Where a path under /tmp starts in a command line (not /x/tmp/, not /tmp alone).
+TMP_PATH = re.compile(r"(?<![\w./~-])/tmp/(?=[\w.-])")
+#: What the test publishes at the end of a session, and how a subscriber prints it.
+MARKER = {"docs_test": "marker"}
+MARKER_PRINTED = '"payload":{"docs_test":"marker"}'
 #: ``NAME=value`` or ``NAME=$(command)``, maybe exported, maybe with a comment
 #: (not ``NAME=value command``, which sets NAME for that command only).
 ASSIGNMENT = re.compile(r"(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)=(\$\(.*\)|\S*)(\s+#.*)?")
@@ -162,6 +210,9 @@ PROMISES: dict[str, Callable[[str], Optional[str]]] = {
     ".venv/bin/decnet bus stats": lambda out: None
     if re.search(r"^published +[1-9]", out, re.M) and re.search(r"^delivered +[1-9]", out, re.M)
     else "the heartbeat as a table, counting the event published before it",
+    ".venv/bin/decnet bus sub 'decky.>' --socket /tmp/decnet-fed/b.sock": lambda out: None
+    if len(re.findall(r'^\{"topic":"decky\.d1\.state","payload":\{"state":"up"\},"time":"[^"]+"\}$', out, re.M)) == 1
+    else 'the event published on host A, once: {"topic":"decky.d1.state","payload":{"state":"up"},"time":"..."}',
     'curl -N -H "Authorization: Bearer $TOKEN" http://127.0.0.1:8080/api/v1/topologies/t1/events':
         curl_events_prints,
     ".venv/bin/python -c 'import jwt, os, time; print(jwt.encode({\"sub\": \"me\", \"scope\": \"topology:events\", "
@@ -216,10 +267,61 @@ def words(line: str) -> list[str]:
     return command_only(line).split()
 
 
+def options(command: str, *names: str) -> list[str]:
+    """The values given to the options ``names`` in ``command`` (``--opt V`` or
+    ``--opt=V``), in order, read as bash would split its words."""
+    args, values = shlex.split(command, comments=True), []
+    for i, arg in enumerate(args):
+        name, equals, value = arg.partition("=")
+        if name in names:
+            if equals:
+                values.append(value)
+            elif i + 1 < len(args):
+                values.append(args[i + 1])
+    return values
+
+
+def arguments(command: str, after: int) -> list[str]:
+    """The words of ``command`` after the first ``after`` that are not options
+    (``decnet bus sub PATTERN``: ``arguments(line, 3)[0]`` is the pattern)."""
+    args, found, skip = shlex.split(command, comments=True)[after:], [], False
+    for arg in args:
+        if skip:
+            skip = False
+        elif arg.startswith("-"):
+            skip = "=" not in arg  # every option of these commands takes a value
+        else:
+            found.append(arg)
+    return found
+
+
 def runs_until_stopped(line: str) -> bool:
     """A ``decnet bus sub`` that stops only on Ctrl-C."""
     w = words(line)
     return w[1:3] == ["bus", "sub"] and not {"--count", "-n"} & set(w)
+
+
+def is_decnet(line: str, *command: str) -> bool:
+    """``decnet COMMAND...`` (not its --help)."""
+    w = words(line)
+    return bool(w) and w[0].endswith("decnet") and w[1:1 + len(command)] == list(command) and "--help" not in w
+
+
+def is_broker(line: str) -> bool:
+    """The broker, ``decnet bus [OPTIONS]``."""
+    w = words(line)
+    return is_decnet(line, "bus") and (len(w) == 2 or w[2].startswith("-"))
+
+
+def is_nats_server(line: str) -> bool:
+    """``nats-server`` serving (not its --help or --version)."""
+    w = words(line)
+    return bool(w) and os.path.basename(w[0]) == "nats-server" and not {"-h", "--help", "-v", "--version"} & set(w)
+
+
+def nats_port(line: str) -> int:
+    """The port a ``nats-server`` line listens on."""
+    return int((options(command_only(line), "-p", "--port") or [NATS_PORT])[-1])
 
 
 def is_web(line: str) -> bool:
@@ -256,8 +358,10 @@ class Background:
     """A command the reader leaves running in another terminal: its process
     (its own process group, as a terminal's job) and its output as it comes."""
 
-    def __init__(self, line: str, command: str, cwd: Path, env: dict, address: Optional[tuple] = None) -> None:
-        self.line, self.address = line, address  # line: as the docs write it
+    def __init__(self, line: str, command: str, cwd: Path, env: dict, address: Optional[tuple] = None,
+                 codes: tuple = (0, 130, -signal.SIGINT)) -> None:
+        # line: as the docs write it; address: where it listens; codes: its exits on Ctrl-C
+        self.line, self.command, self.address, self.codes = line, command, address, codes
         self.proc = subprocess.Popen(["bash", "-c", command], cwd=cwd, env=env, text=True, stdout=subprocess.PIPE,
                                      stderr=subprocess.PIPE, start_new_session=True)
         self._out: list[str] = []
@@ -309,10 +413,8 @@ class Background:
             reader.join(TIMEOUT)
         return subprocess.CompletedProcess(self.line, self.proc.returncode, "".join(self._out), "".join(self._err))
 
-    def stop_and_check(self) -> None:
-        result = self.stop()
-        codes = (0,) if is_web(self.line) else (0, 130, -signal.SIGINT)
-        check(self.line, result, codes)
+    def stop_and_check(self, promised: bool = True) -> None:
+        check(self.line, self.stop(), self.codes, promised)
 
 
 @pytest.fixture(scope="module")
@@ -345,37 +447,117 @@ def env(docs_broker):
     return environ
 
 
-def check(what: str, result: subprocess.CompletedProcess, codes=(0,)) -> None:
+def check(what: str, result: subprocess.CompletedProcess, codes=(0,), promised: bool = True) -> None:
+    """``what`` exited with one of ``codes``, with no traceback, and printed
+    what PROMISES says (unless not ``promised``)."""
     assert result.returncode in codes, f"{what}: exit {result.returncode}\n{result.stdout}\n{result.stderr}"
     assert "Traceback" not in result.stderr, f"{what}:\n{result.stderr}"
-    promise = PROMISES.get(command_only(what))
+    promise = PROMISES.get(command_only(what)) if promised else None
     if promise is not None:
         wrong = promise(result.stdout)
         assert wrong is None, f"{what} should print {wrong}; it printed:\n{result.stdout}{result.stderr}"
 
 
-async def start_subscriber(line: str, command: str, workdir: Path, env: dict) -> Background:
-    """Start ``command`` (a ``decnet bus sub``) and return once the broker has its
-    subscription: this client alone is connected, then the heartbeat counts one
-    more connection and one more subscription. Earlier commands have exited, but
-    the broker may not have seen it yet: the first wait covers that."""
-    async with UnixBus(env["DECNET_BUS_SOCKET"], name="tests/test_docs.py") as bus:
+def wait_ready(proc: Background, notify: socket.socket) -> Optional[str]:
+    """None once ``proc`` said READY=1 on ``notify``, else what went wrong."""
+    deadline = time.monotonic() + TIMEOUT
+    notify.settimeout(0.1)  # to notice an early exit
+    while proc.proc.poll() is None:
+        if time.monotonic() > deadline:
+            return f"no READY=1 within {TIMEOUT} s"
+        try:
+            if "READY=1" in notify.recv(4096).decode().split("\n"):
+                return None
+        except socket.timeout:
+            continue
+    return "exited before READY=1"
+
+
+def launch_notified(line: str, command: str, cwd: Path, env: dict, address: Optional[tuple] = None) -> Background:
+    """Start ``command`` (a decnet server: it exits 0 on Ctrl-C) with a
+    ``NOTIFY_SOCKET`` of its own; return it once it said READY=1 and, given
+    its ``address``, a connection to that succeeds. Else stop it and raise."""
+    notify_dir = short_tmpdir("docs-notify-")
+    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    try:
+        notify.bind(str(notify_dir / "notify"))
+        proc = Background(line, command, cwd, {**env, "NOTIFY_SOCKET": str(notify_dir / "notify")}, address, codes=(0,))
+        problem = wait_ready(proc, notify)
+    finally:
+        notify.close()
+        shutil.rmtree(notify_dir, ignore_errors=True)
+    if problem is None and address is not None:
+        family, *where = address
+        with socket.socket(socket.AF_UNIX if family == "uds" else socket.AF_INET) as probe:
+            probe.settimeout(TIMEOUT)
+            try:
+                probe.connect(where[0] if family == "uds" else tuple(where))
+            except OSError as error:
+                problem = f"READY=1, but {address} refuses a connection: {error}"
+    if problem is not None:
+        result = proc.stop()
+        raise AssertionError(f"{line}: {problem} (exit {result.returncode})\n{result.stdout}{result.stderr}")
+    return proc
+
+
+async def start_subscriber(line: str, command: str, broker: str, workdir: Path, env: dict) -> Background:
+    """Start ``command`` (a ``decnet bus sub``) and return once ``broker`` has
+    its subscription: the broker's heartbeat counts one more connection and
+    one more subscription than the first heartbeat the test's client gets,
+    which counts that client, what runs in the background, and no command
+    that exited before it connected."""
+    async with UnixBus(broker, name="tests/test_docs.py") as bus:
         async with bus.subscribe(SYSTEM_BUS_HEALTH) as health:
 
-            async def heartbeat(connections: int, subscriptions: int) -> None:
+            async def heartbeat(expected: Optional[tuple] = None) -> tuple:
                 async for evt in health:
-                    if not evt.gap and (evt.payload["connections"], evt.payload["subscriptions"]) == (
-                            connections, subscriptions):
-                        return
+                    if not evt.gap:
+                        counts = (evt.payload["connections"], evt.payload["subscriptions"])
+                        if expected is None or counts == expected:
+                            return counts
+                raise AssertionError(f"{broker}: the heartbeats ended")
 
-            await asyncio.wait_for(heartbeat(1, 1), TIMEOUT)
-            sub = Background(line, command, workdir, env)
+            connections, subscriptions = await asyncio.wait_for(heartbeat(), TIMEOUT)
+            sub = Background(line, command, workdir, env, codes=(0, 130))
             try:
-                await asyncio.wait_for(heartbeat(2, 2), TIMEOUT)
+                await asyncio.wait_for(heartbeat((connections + 1, subscriptions + 1)), TIMEOUT)
             except asyncio.TimeoutError:
                 result = sub.stop()
                 raise AssertionError(f"{line}: not subscribed within {TIMEOUT} s: {result}") from None
             return sub
+
+
+async def start_connected_bridge(line: str, command: str, broker: str, name: str, workdir: Path,
+                                 env: dict) -> Background:
+    """Start ``command`` (a ``decnet bus bridge`` named ``name`` on ``broker``)
+    and return once it said READY=1 and is connected both ways: its first gap
+    notice (``connect``: its NATS subscriptions are live) or a heartbeat
+    saying ``live``, which the test's client on ``broker`` waits for."""
+    gap, health = gap_topic(name), health_topic(name)
+    async with UnixBus(broker, name="tests/test_docs.py") as bus:
+        async with bus.subscribe(gap, health) as notices:
+            await bus.flush(TIMEOUT)  # the broker has the subscription before the bridge may publish
+            bridge = await asyncio.to_thread(launch_notified, line, command, workdir, env)
+
+            async def connected() -> None:
+                async for evt in notices:
+                    if not evt.gap and (evt.topic == gap and evt.payload.get("reason") == "connect"
+                                        or evt.topic == health and evt.payload.get("live")):
+                        return
+
+            try:
+                await asyncio.wait_for(connected(), TIMEOUT)
+            except asyncio.TimeoutError:
+                result = bridge.stop()
+                raise AssertionError(f"{line}: READY=1, but not connected to NATS both ways within {TIMEOUT} s "
+                                     f"(exit {result.returncode})\n{result.stdout}{result.stderr}") from None
+            return bridge
+
+
+async def publish_marker(broker: str, topic: str) -> None:
+    async with UnixBus(broker, name="tests/test_docs.py") as bus:
+        await bus.publish(topic, MARKER)
+        await bus.flush(TIMEOUT)
 
 
 class Session:
@@ -387,57 +569,97 @@ class Session:
         self.variables: dict[str, str] = {}
         self.background: list[Background] = []
         self.ran: set[int] = set()
+        self.failed = False  # a command failed: the end of the session checks no marker
         self.shell_blocks = [b for b in BLOCKS if b.doc == doc and b.lang in SHELL and not b.skip]
-        serves = any(is_web(line) for b in self.shell_blocks for line in commands(b.text))
-        self.port = free_port() if serves else None
+        lines = [(b, command_only(line)) for b in self.shell_blocks for line in commands(b.text)]
+        #: The docs' ports -> the free ones used here.
+        self.ports: dict[int, int] = {}
+        wanted = ([DOCS_PORT] if any(is_web(line) for _, line in lines) else []) + [
+            nats_port(line) for _, line in lines if is_nats_server(line)]
+        for port in wanted:
+            while port not in self.ports:
+                free = free_port()
+                if free not in self.ports.values():
+                    self.ports[port] = free
+        self.tmp = short_tmpdir("docs-tmp-") if any(TMP_PATH.search(line) for _, line in lines) else None
+        #: The ports of the nats-servers running in this session.
+        self.nats_ports: set[int] = set()
+        #: (broker, topic) of the last ``decnet bus pub``, which the marker follows.
+        self.last_pub: Optional[tuple[str, str]] = None
+        #: The first block that needs a program missing here, and what to say.
+        self.missing: Optional[tuple[int, str]] = None
+        for block, line in lines:
+            program = words(line)[0]
+            if os.path.basename(program) in OPTIONAL_PROGRAMS and shutil.which(program) is None:
+                self.missing = (block.line, OPTIONAL_PROGRAMS[os.path.basename(program)])
+                break
 
     def env(self) -> dict:
         return {**self.base_env, **self.variables}
 
     def command(self, line: str) -> str:
-        """``line`` as it runs here: on this session's port instead of the docs' one."""
-        if self.port is None:
-            return line
-        line = re.sub(rf"\b{DOCS_PORT}\b", str(self.port), line)
+        """``line`` as it runs here: on this session's ports and directory instead of the docs' ones."""
+        for port, free in self.ports.items():
+            line = re.sub(rf"\b{port}\b", str(free), line)
+        if self.tmp is not None:
+            line = TMP_PATH.sub(f"{self.tmp}/", line)
         if is_web(line) and not {"--port", "--uds"} & set(words(line)):
-            line = re.sub(r"(\S*decnet web)\b", rf"\1 --port {self.port}", line, count=1)
+            line = re.sub(r"(\S*decnet web)\b", rf"\1 --port {self.ports[DOCS_PORT]}", line, count=1)
         return line
+
+    def broker(self, command: str) -> str:
+        """The broker a decnet client ``command`` talks to."""
+        return (options(command, "--socket") or [self.env()["DECNET_BUS_SOCKET"]])[-1]
 
     def run(self, block: Block) -> None:
         """Run ``block`` after the document's earlier shell blocks not run yet;
-        end the session after the document's last one."""
-        for earlier in self.shell_blocks:
-            if earlier.line >= block.line:
-                break
-            if earlier.line not in self.ran:
-                self._run(earlier)
-        self._run(block)
+        end the session after the document's last one. Skip it if it, or an
+        earlier block, runs a program this machine lacks."""
+        if self.missing is not None and block.line >= self.missing[0]:
+            pytest.skip(f"{block.where}: {self.missing[1]}")
+        try:
+            for earlier in self.shell_blocks:
+                if earlier.line >= block.line:
+                    break
+                if earlier.line not in self.ran:
+                    self._run(earlier)
+            self._run(block)
+        except BaseException:
+            self.failed = True
+            raise
         if block is self.shell_blocks[-1]:
             self.close()
 
     def _run(self, block: Block) -> None:
         self.ran.add(block.line)
-        subscribers = []
-        try:
-            for line in commands(block.text):
-                command = self.command(line)
-                if runs_until_stopped(line):
-                    assert not self.background, (
-                        f"{block.where}: {line} starts while {self.background[0].line} runs: waiting for its "
-                        f"subscription on the broker's heartbeat counts on no other client")
-                    subscribers.append(asyncio.run(start_subscriber(line, command, self.workdir, self.env())))
-                elif is_web(line):
-                    self._start_web(line, command)
-                elif is_event_stream(line):
-                    self._start_stream(line, command)
-                elif assignment := ASSIGNMENT.fullmatch(line):
-                    self._assign(line, assignment.group(1), re.sub(r"^export\s+", "", line))
-                else:
-                    check(line, subprocess.run(["bash", "-c", command], cwd=self.workdir, env=self.env(),
-                                               capture_output=True, text=True, timeout=TIMEOUT))
-        finally:
-            for sub in subscribers:
-                check(sub.line, sub.stop(), codes=(0, 130))
+        for line in commands(block.text):
+            written = command_only(line)
+            ampersand = written.endswith("&") and not written.endswith("&&")  # the reader's own background job
+            bare = written[:-1].rstrip() if ampersand else written
+            command = self.command(bare)
+            if runs_until_stopped(bare):
+                self.background.append(asyncio.run(
+                    start_subscriber(line, command, self.broker(command), self.workdir, self.env())))
+            elif is_web(bare):
+                self._start_server(line, command, web_address(command))
+            elif is_broker(bare):
+                self._start_server(line, command, ("uds", self.broker(command)))
+            elif is_decnet(bare, "bus", "bridge"):
+                self._start_bridge(line, command)
+            elif is_nats_server(bare):
+                self._start_nats(line, command)
+            elif is_event_stream(bare):
+                self._start_stream(line, command)
+            elif ampersand:
+                raise AssertionError(f"{block.where}: {line}: in the background, but this test knows no readiness "
+                                     f"for it (see its docstring)")
+            elif assignment := ASSIGNMENT.fullmatch(line):
+                self._assign(line, assignment.group(1), re.sub(r"^export\s+", "", line))
+            else:
+                check(line, subprocess.run(["bash", "-c", command], cwd=self.workdir, env=self.env(),
+                                           capture_output=True, text=True, timeout=TIMEOUT))
+                if is_decnet(bare, "bus", "pub"):
+                    self.last_pub = (self.broker(command), arguments(command, 3)[0])
 
     def _assign(self, line: str, name: str, assignment: str) -> None:
         # Without "export", the status is the command substitution's.
@@ -447,49 +669,46 @@ class Session:
         check(line, result)
         self.variables[name] = result.stdout
 
-    def _start_web(self, line: str, command: str) -> None:
-        address = web_address(command)
+    def _start_server(self, line: str, command: str, address: tuple) -> None:
+        """``decnet web`` or a broker: at READY=1, in place of what served ``address``."""
         for i, earlier in enumerate(self.background):
             if earlier.address == address:  # the reader stops it, and what came after it, to start again
                 self._stop(self.background[i:])
                 break
-        notify_dir = short_tmpdir("docs-notify-")
-        notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        try:
-            notify.bind(str(notify_dir / "notify"))
-            web = Background(line, command, self.workdir, {**self.env(), "NOTIFY_SOCKET": str(notify_dir / "notify")},
-                             address)
-            problem = self._wait_ready(web, notify)
-        finally:
-            notify.close()
-            shutil.rmtree(notify_dir, ignore_errors=True)
-        if problem is None:
-            family, *where = address
-            with socket.socket(socket.AF_UNIX if family == "uds" else socket.AF_INET) as probe:
-                probe.settimeout(TIMEOUT)
-                try:
-                    probe.connect(where[0] if family == "uds" else tuple(where))
-                except OSError as error:
-                    problem = f"READY=1, but {address} refuses a connection: {error}"
-        if problem is not None:
-            result = web.stop()
-            raise AssertionError(f"{line}: {problem} (exit {result.returncode})\n{result.stdout}{result.stderr}")
-        self.background.append(web)
+        self.background.append(launch_notified(line, command, self.workdir, self.env(), address))
 
-    @staticmethod
-    def _wait_ready(web: Background, notify: socket.socket) -> Optional[str]:
-        """None once ``web`` said READY=1 on ``notify``, else what went wrong."""
+    def _start_bridge(self, line: str, command: str) -> None:
+        """At READY=1; connected both ways if its NATS is one this session runs."""
+        ours = any(urlsplit(url if "://" in url else f"nats://{url}").port in self.nats_ports
+                   for given in options(command, "--nats") for url in given.split(","))
+        if not ours:
+            self.background.append(launch_notified(line, command, self.workdir, self.env()))
+            return
+        name = (options(command, "--name") or [default_name()])[-1]
+        self.background.append(asyncio.run(
+            start_connected_bridge(line, command, self.broker(command), name, self.workdir, self.env())))
+
+    def _start_nats(self, line: str, command: str) -> None:
+        """Once its port accepts a connection and the server sends its INFO."""
+        port = nats_port(command)
+        host = (options(command, "-a", "--addr", "--net") or ["127.0.0.1"])[-1]
+        host = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+        server = Background(line, command, self.workdir, self.env())
         deadline = time.monotonic() + TIMEOUT
-        notify.settimeout(0.1)  # to notice an early exit
-        while web.proc.poll() is None:
-            if time.monotonic() > deadline:
-                return f"no READY=1 within {TIMEOUT} s"
+        while True:
+            if server.proc.poll() is not None or time.monotonic() > deadline:
+                result = server.stop()
+                raise AssertionError(f"{line}: no NATS server on {host}:{port} within {TIMEOUT} s (exit "
+                                     f"{result.returncode})\n{result.stdout}{result.stderr}")
             try:
-                if "READY=1" in notify.recv(4096).decode().split("\n"):
-                    return None
-            except socket.timeout:
-                continue
-        return "exited before READY=1"
+                with socket.create_connection((host, port), timeout=1.0) as probe:
+                    if probe.recv(5) == b"INFO ":
+                        break
+            except OSError:
+                pass
+            time.sleep(0.02)  # polling a port another process opens: there is nothing to wait on
+        self.nats_ports.add(port)
+        self.background.append(server)
 
     def _start_stream(self, line: str, command: str) -> None:
         stream = Background(line, command, self.workdir, self.env())
@@ -501,20 +720,48 @@ class Session:
                                  f"{result.stdout}{result.stderr}")
         self.background.append(stream)
 
-    def _stop(self, which: list[Background]) -> None:
-        """Ctrl-C to each, latest first; every one is stopped before a failed check is raised."""
+    def _marker(self) -> None:
+        """Publish the marker where the last ``decnet bus pub`` published, and
+        wait until each running ``decnet bus sub`` it matches printed it."""
+        if self.last_pub is None:
+            return
+        broker, topic = self.last_pub
+        subs = [b for b in self.background if runs_until_stopped(b.line) and b.proc.poll() is None
+                and matches(arguments(b.command, 3)[0], topic)]
+        if not subs:
+            return
+        asyncio.run(publish_marker(broker, topic))
+        late = [b.line for b in subs if not b.wait_for_output(lambda out: MARKER_PRINTED in out)]
+        assert not late, f"the marker published on {topic} after the last pub did not reach {late} in {TIMEOUT} s"
+
+    def _stop(self, which: list[Background], promised: bool = True) -> None:
+        """Ctrl-C to each, latest first, and check it (what it printed too
+        if ``promised``); every one is stopped before a failed check is raised."""
         failures = []
         for proc in reversed(which):
             self.background.remove(proc)
             try:
-                proc.stop_and_check()
+                proc.stop_and_check(promised)
             except AssertionError as error:
                 failures.append(str(error))
         assert not failures, "\n\n".join(failures)
 
     def close(self) -> None:
-        """The end of the reader's session: everything still running gets Ctrl-C."""
-        self._stop(list(self.background))
+        """The end of the reader's session (or of the blocks run of it): the
+        marker unless a command failed, then everything still running gets
+        Ctrl-C, its promise checked if the session ran to its last block;
+        the private directory goes."""
+        try:
+            if not self.failed:
+                self._marker()
+        finally:
+            try:
+                # What a background command promises may need the rest of the document.
+                self._stop(list(self.background), promised=self.shell_blocks[-1].line in self.ran and not self.failed)
+            finally:
+                if self.tmp is not None:
+                    shutil.rmtree(self.tmp, ignore_errors=True)
+                    self.tmp = None
 
 
 @pytest.fixture(scope="module")
@@ -532,7 +779,7 @@ def sessions(workdir, env):
     for s in made.values():  # a document not run to its end (a failure, or -k)
         try:
             s.close()
-        except AssertionError as error:
+        except Exception as error:
             failures.append(f"{s.doc.name}: {error}")
     assert not failures, "\n\n".join(failures)
 
