@@ -15,7 +15,6 @@ import asyncio
 import datetime
 import os
 import re
-import shutil
 import subprocess
 import sys
 import threading

@@ -5,8 +5,6 @@ the shared hub, keepalives, errors, a frozen client and shutdown."""
 import asyncio
 import logging
 
-import orjson
-import pytest
 
 from decnet.bus import FakeBus, events
 from decnet.web import sse

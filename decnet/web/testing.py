@@ -8,10 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
-import signal
-import socket
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -19,8 +15,7 @@ from typing import Optional
 
 import jwt
 
-from decnet.bus.testing import short_tmpdir
-from decnet.bus.testing.process import cpu_time, fds, rss, stop_process, wait_ready
+from decnet.bus.testing.process import NotifyProcess
 
 from .auth import EVENTS_SCOPE
 
@@ -39,69 +34,22 @@ def make_token(secret: str = TEST_SECRET, *, sub: Optional[str] = "tester", scop
     return jwt.encode(body, secret, algorithm=algorithm)
 
 
-class WebProcess:
+class WebProcess(NotifyProcess):
     """``decnet web`` as a child process on a UNIX socket, with the bus of
     ``bus_socket``; ``args`` go to the command line, ``env`` to its environment."""
 
+    log_name = "web.log"
+
     def __init__(self, bus_socket: os.PathLike, *args: str, env: Optional[dict] = None,
                  secret: str = TEST_SECRET) -> None:
-        self.workdir = short_tmpdir("dweb-")
+        super().__init__({"DECNET_JWT_SECRET": secret, "DECNET_BUS_SOCKET": str(bus_socket), **(env or {})},
+                         prefix="dweb-")
         self.path = self.workdir / "web.sock"
         self.bus_socket = Path(bus_socket)
         self.args = args
-        self.env = {"DECNET_JWT_SECRET": secret, "DECNET_BUS_SOCKET": str(bus_socket), **(env or {})}
-        self.log = self.workdir / "web.log"
-        self.proc: Optional[subprocess.Popen] = None
-        self._output: Optional[str] = None
 
     def command(self) -> list[str]:
         return [sys.executable, "-m", "decnet", "web", "--uds", str(self.path), *self.args]
-
-    def start(self) -> "WebProcess":
-        notify_path = self.workdir / "notify"
-        notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        notify.bind(str(notify_path))
-        env = {**os.environ, "NOTIFY_SOCKET": str(notify_path), **self.env}
-        try:
-            with open(self.log, "ab") as log:
-                self.proc = subprocess.Popen(self.command(), env=env, stdout=log, stderr=subprocess.STDOUT)
-            wait_ready(notify, self.proc, self.log)
-        finally:
-            notify.close()
-            notify_path.unlink()
-        return self
-
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = 10.0) -> int:
-        if self.proc is None:
-            return 0
-        code = stop_process(self.proc, sig, timeout)
-        if self._output is None:
-            self._output = self.log.read_text(errors="replace")
-            shutil.rmtree(self.workdir, ignore_errors=True)
-        return code
-
-    def output(self) -> str:
-        return self._output if self._output is not None else self.log.read_text(errors="replace")
-
-    @property
-    def pid(self) -> int:
-        assert self.proc is not None
-        return self.proc.pid
-
-    def fds(self) -> int:
-        return fds(self.pid)
-
-    def rss(self) -> int:
-        return rss(self.pid)
-
-    def cpu(self):
-        return cpu_time(self.pid)
-
-    def __enter__(self) -> "WebProcess":
-        return self.start()
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
 
 
 class Frame(dict):

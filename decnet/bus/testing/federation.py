@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 from typing import Optional, Sequence
 
-from .process import READY_TIMEOUT, StartError, short_tmpdir, stop_process, wait_ready
+from .process import READY_TIMEOUT, NotifyProcess, StartError, short_tmpdir, stop_process
 
 
 def nats_server_path() -> Optional[str]:
@@ -137,67 +137,26 @@ def nats_cluster(size: int = 3, config: str = "") -> list[NatsServer]:
                        routes=[p for j, p in enumerate(cluster) if j != i]) for i in range(size)]
 
 
-class BridgeProcess:
+class BridgeProcess(NotifyProcess):
     """``decnet bus bridge --socket SOCKET --nats NATS ARGS...`` as a child
     process; ``start`` returns at READY=1 (both pumps running; NATS may not
     be connected yet: wait for a health event whose ``live`` is true).
     ``env`` adds to the environment (DECNET_NATS_PASSWORD)."""
 
+    log_name = "bridge.log"
+    stop_timeout = 15.0
+
     def __init__(self, socket_path: os.PathLike, nats: str, *args: str, loop: str = "uvloop",
                  env: Optional[dict] = None, workdir: Optional[os.PathLike] = None) -> None:
+        super().__init__(env, workdir, prefix="dbridge-")
         self.socket = Path(socket_path)
         self.nats = nats
         self.args = args
         self.loop = loop
-        self.env = dict(env or {})
-        self.own_workdir = workdir is None
-        self.workdir = short_tmpdir("dbridge-") if workdir is None else Path(workdir)
-        self.log = self.workdir / "bridge.log"
-        self.proc: Optional[subprocess.Popen] = None
-        self._output: Optional[str] = None
 
     def command(self) -> list[str]:
         return [sys.executable, "-m", "decnet", "bus", "bridge", "--socket", str(self.socket), "--nats", self.nats,
                 "--loop", self.loop, *self.args]
-
-    def start(self) -> "BridgeProcess":
-        notify_path = self.workdir / f"notify-{time.monotonic_ns()}"
-        notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        notify.bind(str(notify_path))
-        env = {**os.environ, "NOTIFY_SOCKET": str(notify_path), **self.env}
-        try:
-            with open(self.log, "ab") as log:
-                self.proc = subprocess.Popen(self.command(), env=env, stdout=log, stderr=subprocess.STDOUT)
-            wait_ready(notify, self.proc, self.log)
-        finally:
-            notify.close()
-            notify_path.unlink()
-        return self
-
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = 15.0) -> int:
-        """Send ``sig``, wait, kill if need be; the exit code. Keeps the log (``output``)."""
-        if self.proc is None:
-            return 0
-        code = stop_process(self.proc, sig, timeout)
-        if self._output is None:
-            self._output = self.log.read_text(errors="replace")
-            if self.own_workdir:
-                shutil.rmtree(self.workdir, ignore_errors=True)
-        return code
-
-    def output(self) -> str:
-        return self._output if self._output is not None else self.log.read_text(errors="replace")
-
-    @property
-    def pid(self) -> int:
-        assert self.proc is not None, "not started"
-        return self.proc.pid
-
-    def __enter__(self) -> "BridgeProcess":
-        return self.start()
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
 
 
 def make_certs(directory: os.PathLike) -> dict[str, Path]:

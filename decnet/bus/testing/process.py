@@ -1,6 +1,8 @@
-"""A broker process: start ``decnet bus`` on a temp socket, wait for READY=1
-from the broker itself (sd_notify on a socket this side owns), stop it by PID
-(signal, wait, kill), and read its CPU time, RSS, open fds and system calls.
+"""A broker process (and any other that says READY=1 as systemd's
+``Type=notify`` services do): start ``decnet bus`` on a temp socket, wait for
+READY=1 from the broker itself (sd_notify on a socket this side owns), stop it
+by PID (signal, wait, kill), and read its CPU time, RSS, open fds and system
+calls.
 
 The readings take any PID, so a benchmark reads a peer server (nats-server,
 redis-server) the same way.
@@ -8,6 +10,7 @@ redis-server) the same way.
 
 from __future__ import annotations
 
+import itertools
 import os
 import shutil
 import signal
@@ -26,45 +29,45 @@ NO_GROUP = "nogroup-decnet-test"
 
 
 class StartError(RuntimeError):
-    """The broker exited, or stayed silent, before READY=1; the message holds its log."""
+    """The process exited, or stayed silent, before READY=1; the message holds its log."""
 
 
-class BrokerProcess:
-    """``decnet bus`` as a child process, on ``path`` (default: ``bus.sock`` in
-    its private directory) with the extra command-line ``args``.
+class NotifyProcess:
+    """A child process that says READY=1 on a NOTIFY_SOCKET this side owns, as
+    systemd's ``Type=notify`` services do (the broker, ``decnet bus bridge``,
+    ``decnet web``): started and waited for, stopped by PID (signal, wait,
+    kill), and read (CPU time, RSS, fds, system calls). A subclass names its
+    ``command()``.
 
-    ``pure`` runs the pure-Python hot path (True) or the compiled one (False);
-    None inherits ``DECNET_BUS_NO_EXTENSIONS``. ``env`` adds to the environment.
-    The log and the notify socket live in ``workdir``, apart from the socket's
-    directory (which a test may want the broker to create); a ``workdir`` the
-    caller gives is the caller's to remove.
+    ``env`` adds to the environment. The log and the notify socket live in
+    ``workdir`` (default: a private directory, removed at the first stop); a
+    ``workdir`` the caller gives is the caller's to remove.
     """
 
-    def __init__(self, path: Optional[os.PathLike] = None, *args: str, loop: str = "uvloop", env: Optional[dict] = None,
-                 pure: Optional[bool] = None, workdir: Optional[os.PathLike] = None) -> None:
+    #: The file in ``workdir`` that gets the process's stdout and stderr.
+    log_name = "process.log"
+    #: Seconds ``stop`` waits after its signal before it kills.
+    stop_timeout = 10.0
+
+    def __init__(self, env: Optional[dict] = None, workdir: Optional[os.PathLike] = None,
+                 prefix: str = "dbus-") -> None:
         self.own_workdir = workdir is None
-        self.workdir = short_tmpdir() if workdir is None else Path(workdir)
-        self.path = Path(path) if path is not None else self.workdir / "bus.sock"
-        self.args = args
-        self.loop = loop
+        self.workdir = short_tmpdir(prefix) if workdir is None else Path(workdir)
         self.env = dict(env or {})
-        if pure is not None:
-            self.env["DECNET_BUS_NO_EXTENSIONS"] = "1" if pure else "0"
         self.proc: Optional[subprocess.Popen] = None
-        self.log = self.workdir / "broker.log"
+        self.log = self.workdir / self.log_name
         self.messages: list[str] = []
         self._output: Optional[str] = None
         self._ps = None
 
     def command(self) -> list[str]:
         """The command line ``start`` runs."""
-        return [sys.executable, "-m", "decnet", "bus", "--socket", str(self.path), "--loop", self.loop,
-                "--group", NO_GROUP, *self.args]
+        raise NotImplementedError
 
-    def start(self, wait: bool = True, keep_notify: bool = False, **popen) -> "BrokerProcess":
+    def start(self, wait: bool = True, keep_notify: bool = False, **popen):
         """Start, and wait for READY=1 unless ``wait`` is false; ``popen`` goes to
         ``subprocess.Popen``. ``keep_notify`` leaves ``self.notify`` open for the
-        broker's later messages (WATCHDOG=1): ``stop`` does not close it."""
+        process's later messages (WATCHDOG=1): ``stop`` does not close it."""
         notify_path = self.workdir / f"notify-{time.monotonic_ns()}"
         notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         notify.bind(str(notify_path))
@@ -82,13 +85,13 @@ class BrokerProcess:
                 notify_path.unlink()
         return self
 
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = 10.0) -> int:
-        """Send ``sig``, wait up to ``timeout`` s, then kill; its exit code.
-        The first stop by anything but SIGKILL keeps the log (``output``) and
-        removes the private directory."""
+    def stop(self, sig: int = signal.SIGTERM, timeout: Optional[float] = None) -> int:
+        """Send ``sig``, wait up to ``timeout`` s (default ``stop_timeout``), then
+        kill; its exit code. The first stop by anything but SIGKILL keeps the
+        log (``output``) and removes the private directory."""
         if self.proc is None:
             return 0
-        code = stop_process(self.proc, sig, timeout)
+        code = stop_process(self.proc, sig, self.stop_timeout if timeout is None else timeout)
         if self._output is None and sig != signal.SIGKILL:
             self._output = self.log.read_text(errors="replace")
             if self.own_workdir:
@@ -96,11 +99,11 @@ class BrokerProcess:
         return code
 
     def kill(self) -> None:
-        """SIGKILL: the log stays readable, the next broker may take over the socket."""
+        """SIGKILL: the log stays readable, a successor may take over the address."""
         self.stop(signal.SIGKILL)
 
     def output(self) -> str:
-        """Everything the broker wrote to stdout and stderr so far."""
+        """Everything the process wrote to stdout and stderr so far."""
         return self._output if self._output is not None else self.log.read_text(errors="replace")
 
     @property
@@ -110,7 +113,7 @@ class BrokerProcess:
 
     @property
     def ps(self):
-        """psutil's view of the broker process, for readings not named here
+        """psutil's view of the process, for readings not named here
         (``ps.rlimit``, ``ps.threads()``)."""
         if self._ps is None:
             self._ps = _process(self.pid)
@@ -132,11 +135,37 @@ class BrokerProcess:
         """Read-like and write-like system calls made so far."""
         return syscalls(self.pid)
 
-    def __enter__(self) -> "BrokerProcess":
+    def __enter__(self):
         return self.start()
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+class BrokerProcess(NotifyProcess):
+    """``decnet bus`` as a child process, on ``path`` (default: ``bus.sock`` in
+    its private directory) with the extra command-line ``args``.
+
+    ``pure`` runs the pure-Python hot path (True) or the compiled one (False);
+    None inherits ``DECNET_BUS_NO_EXTENSIONS``. The log and the notify socket
+    live apart from the socket's directory, which a test may want the broker
+    to create.
+    """
+
+    log_name = "broker.log"
+
+    def __init__(self, path: Optional[os.PathLike] = None, *args: str, loop: str = "uvloop", env: Optional[dict] = None,
+                 pure: Optional[bool] = None, workdir: Optional[os.PathLike] = None) -> None:
+        super().__init__(env, workdir)
+        self.path = Path(path) if path is not None else self.workdir / "bus.sock"
+        self.args = args
+        self.loop = loop
+        if pure is not None:
+            self.env["DECNET_BUS_NO_EXTENSIONS"] = "1" if pure else "0"
+
+    def command(self) -> list[str]:
+        return [sys.executable, "-m", "decnet", "bus", "--socket", str(self.path), "--loop", self.loop,
+                "--group", NO_GROUP, *self.args]
 
 
 def wait_ready(notify: socket.socket, proc: subprocess.Popen, log: Path, timeout: float = READY_TIMEOUT) -> list[str]:
@@ -146,7 +175,7 @@ def wait_ready(notify: socket.socket, proc: subprocess.Popen, log: Path, timeout
     notify.settimeout(0.1)
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise StartError(f"broker exited with {proc.returncode} before READY=1:\n{log.read_text(errors='replace')}")
+            raise StartError(f"{_name(proc)} exited with {proc.returncode} before READY=1:\n{log.read_text(errors='replace')}")
         try:
             message = notify.recv(4096).decode()
         except socket.timeout:
@@ -156,6 +185,14 @@ def wait_ready(notify: socket.socket, proc: subprocess.Popen, log: Path, timeout
             return messages
     stop_process(proc, signal.SIGKILL)
     raise StartError(f"no READY=1 within {timeout} s:\n{log.read_text(errors='replace')}")
+
+
+def _name(proc: subprocess.Popen) -> str:
+    """What the process runs, for messages: ``decnet bus bridge``, ``decnet web``, ..."""
+    args = [str(a) for a in (proc.args if isinstance(proc.args, (list, tuple)) else [proc.args])]
+    if len(args) > 2 and args[1] == "-m":  # python -m decnet web --uds ...: the words before the options
+        args = list(itertools.takewhile(lambda a: not a.startswith("-"), args[2:]))
+    return " ".join(args[:3]) or "the process"
 
 
 def stop_process(proc: subprocess.Popen, sig: int = signal.SIGTERM, timeout: float = 10.0) -> int:
