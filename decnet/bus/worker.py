@@ -13,7 +13,7 @@ import signal
 import socket
 import stat
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Awaitable, Callable, Optional
 
 from . import __version__, systemd
 from ._compat import ACCELERATED
@@ -46,23 +46,28 @@ def loop_factory(name: str) -> tuple[str, Callable[[], asyncio.AbstractEventLoop
 
 def run(config: BrokerConfig) -> int:
     """Run the broker until SIGTERM/SIGINT; the process exit code."""
-    logging.basicConfig(
-        level=config.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    return run_service(config.log_level, config.loop, lambda loop_name: _serve(config, loop_name))
+
+
+def run_service(log_level: str, loop: str, serve: Callable[[str], Awaitable[Optional[int]]]) -> int:
+    """The process of a service (the broker, the bridge): logging at
+    ``log_level``, the event loop ``loop`` names, ``serve(loop_name)`` run on it
+    to the end; its exit code (None counts as 0), or 1 after a StartupError,
+    which is logged as one line."""
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        loop_name, factory = loop_factory(config.loop)
+        loop_name, factory = loop_factory(loop)
+        event_loop = factory()
     except StartupError as error:
         log.error("%s", error)
         return 1
-    loop = factory()
     try:
-        return loop.run_until_complete(_serve(config, loop_name))
+        return event_loop.run_until_complete(serve(loop_name)) or 0
     except StartupError as error:
         log.error("%s", error)
         return 1
     finally:
-        loop.close()
+        event_loop.close()
 
 
 async def _serve(config: BrokerConfig, loop_name: str) -> int:

@@ -9,7 +9,7 @@ import os
 import signal
 
 from .. import systemd
-from ..worker import StartupError, loop_factory
+from ..worker import run_service
 from .config import BridgeConfig
 from .core import Bridge
 
@@ -19,18 +19,7 @@ log = logging.getLogger("decnet.bus.bridge")
 def run(config: BridgeConfig) -> int:
     """Run a bridge until SIGTERM/SIGINT; the process exit code. ``config``
     must have passed ``config.check()`` (the command line does it)."""
-    logging.basicConfig(level=config.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    try:
-        loop_name, factory = loop_factory(config.loop)
-    except StartupError as error:
-        log.error("%s", error)
-        return 1
-    loop = factory()
-    try:
-        loop.run_until_complete(_serve(config, loop_name))
-    finally:
-        loop.close()
-    return 0
+    return run_service(config.log_level, config.loop, lambda loop_name: _serve(config, loop_name))
 
 
 async def _serve(config: BridgeConfig, loop_name: str) -> None:
