@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import grp
+import io
 import json
 import logging
 import os
@@ -246,6 +247,25 @@ def test_group_member_connects_and_an_outsider_gets_eacces(accounts, basedir, la
     assert f"uid={accounts.outsider_uid} " not in log
 
 
+def _warm_up(args: tuple[str, ...]) -> None:
+    """Run ``decnet ARGS`` once here, against a socket that does not exist (it
+    fails at once: no broker), so that everything its path imports, some of it
+    only when a command runs (typer, pydantic), is in ``sys.modules`` before
+    the fork: a child that cannot read the interpreter's files finds it there."""
+    from decnet.cli import main
+
+    warm = list(args)
+    warm[warm.index("--socket") + 1] = f"/nonexistent-{secrets.token_hex(4)}/bus.sock"
+    saved = sys.argv, sys.stdout, sys.stderr
+    sys.argv, sys.stdout, sys.stderr = ["decnet", *warm], io.StringIO(), io.StringIO()
+    try:
+        main()
+    except SystemExit:
+        pass
+    finally:
+        sys.argv, sys.stdout, sys.stderr = saved
+
+
 def decnet_as(uid: int, gid: int, groups: list[int], *args: str) -> tuple[int, str]:
     """``decnet ARGS`` run as exactly ``uid``, ``gid`` and ``groups``: its exit
     code and what it printed. In a forked child (this interpreter may live
@@ -256,6 +276,7 @@ def decnet_as(uid: int, gid: int, groups: list[int], *args: str) -> tuple[int, s
     from decnet.bus import worker
 
     worker.loop_factory("auto")
+    _warm_up(args)
     read_end, write_end = os.pipe()
     pid = os.fork()
     if pid == 0:  # the child: never returns into pytest
