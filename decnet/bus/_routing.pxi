@@ -44,11 +44,12 @@ cdef class Outbox:
     """One connection's outgoing frames: bounded, drop-oldest for EVTs.
 
     ``send`` queues a frame and lists the outbox in the given FlushSet unless
-    it is listed already (an outbox belongs to one FlushSet, its broker's). Over ``limit`` bytes the oldest EVT frames are
-    dropped and counted; control frames (PONG, ERR, BYE) never are: they move
-    to ``held`` and go out first. Past ``stall_at`` bytes (0: never) it reports
-    pressure to the FlushSet, once per ``take``: a reader that is behind but
-    reading may have its publishers held, one that never reads asks once.
+    it is listed already (an outbox belongs to one FlushSet, its broker's).
+    Over ``limit`` bytes the oldest EVT frames are dropped and counted; control
+    frames (PONG, ERR, BYE) never are: they move to ``held`` and go out first.
+    Past ``stall_at`` bytes (0: never) it reports pressure to the FlushSet,
+    once per ``take``: a reader that is behind but reading may have its
+    publishers held, one that never reads asks once.
     Once ``discard`` closed it, it queues nothing more.
     """
     cdef RouteStats stats
