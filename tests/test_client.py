@@ -2,8 +2,6 @@
 back-pressure, reconnect with gaps, and what get_bus() builds."""
 
 import asyncio
-import os
-import signal
 import socket
 import time
 
@@ -161,37 +159,6 @@ def test_subscription_entered_while_the_broker_is_down_goes_live_with_a_gap(sock
                 assert (await next_event(sub)).payload == 1
                 await pub.close()
                 await consumer.close()
-
-    run(main())
-
-
-def test_a_stopped_broker_costs_the_publisher_one_short_wait(sockdir, loop_name, run):
-    """SIGSTOP the broker: publish waits at most ~100 ms once, then drops at once
-    until the broker drains again (SIGCONT), with nothing lost for nothing."""
-    path = sockdir / "bus.sock"
-
-    async def main():
-        with BrokerProcess(path, loop=loop_name) as proc:
-            pub = UnixBus(path, ping_interval=60)
-            await pub.connect()
-            payload = {"pad": "x" * 4000}
-            os.kill(proc.proc.pid, signal.SIGSTOP)
-            try:
-                started = time.monotonic()
-                for _ in range(2000):  # ~8 MB: far past the socket and send buffers
-                    await pub.publish("load.x", payload)
-                elapsed = time.monotonic() - started
-                assert pub.dropped > 0
-                assert elapsed < 2.0, f"publishing to a stopped broker took {elapsed:.2f} s"
-            finally:
-                os.kill(proc.proc.pid, signal.SIGCONT)
-            await pub.flush(timeout=WAIT)
-            dropped = pub.dropped
-            for _ in range(100):
-                await pub.publish("load.x", payload)
-            await pub.flush(timeout=WAIT)
-            assert pub.dropped == dropped
-            await pub.close()
 
     run(main())
 

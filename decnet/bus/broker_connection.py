@@ -6,14 +6,13 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
-import socket
-import struct
 from typing import TYPE_CHECKING, Optional
 
 import orjson
 
 from . import constants as C
 from .errors import FrameError
+from .peer import peercred
 
 if TYPE_CHECKING:
     from .unix_server import Broker
@@ -34,7 +33,6 @@ DRAIN_SLICE = 64 * 1024
 # flood of events (its transport paused nearly always) still has its PING,
 # SUB and UNSUB read and answered.
 MAX_REPLIES_PAUSED = 1024
-_PEERCRED = struct.Struct("3i")
 
 
 class Flow(enum.Enum):
@@ -106,7 +104,7 @@ class BrokerProtocol(asyncio.Protocol):
     def connection_made(self, transport: asyncio.Transport) -> None:
         self.transport = transport
         transport.set_write_buffer_limits(high=WRITE_HIGH, low=WRITE_LOW)
-        self.peer = _peercred(transport)
+        self.peer = peercred(transport)
         self.broker.accept(self)
         if self.state is not CLOSING:
             timeout = self.broker.config.hello_timeout
@@ -338,10 +336,3 @@ class BrokerProtocol(asyncio.Protocol):
         self.transport.writelines(frames)
         self.transport.close()
 
-
-def _peercred(transport: asyncio.BaseTransport) -> tuple:
-    sock = transport.get_extra_info("socket")
-    try:
-        return _PEERCRED.unpack(sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _PEERCRED.size))
-    except (OSError, AttributeError):
-        return (0, -1, -1)

@@ -19,6 +19,7 @@ import orjson
 
 from . import constants as C
 from .errors import BusError, FrameError
+from .peer import PeerWatch, working
 from .protocol import encode
 
 if TYPE_CHECKING:
@@ -30,8 +31,8 @@ PING, PONG, HELLO, ERR, BYE = C.PING, C.PONG, C.HELLO, C.ERR, C.BYE
 PING_FRAME = encode(C.PING)
 PONG_FRAME = encode(C.PONG)
 BYE_FRAME = encode(C.BYE)
-# The send buffer's high-water mark: over it, publish waits (at most
-# PUBLISH_WAIT) for the broker to drain it.
+# The send buffer's high-water mark: over it, publish waits for the broker to
+# drain it (``drained``).
 WRITE_HIGH = 1024 * 1024
 WRITE_LOW = 256 * 1024
 
@@ -68,8 +69,12 @@ class ClientProtocol(asyncio.Protocol):
         self.ping_timeout = ping_timeout
         self.transport: Optional[asyncio.Transport] = None
         self.paused = False
-        #: Paused and not drained for a whole window: publish drops until it drains.
+        #: Paused, and the broker neither read nor worked for a whole window:
+        #: publish drops until the send buffer shrinks.
         self.stuck = False
+        self._stuck_at = 0
+        #: The kernel's view of the broker process (None: not available).
+        self.watch: Optional[PeerWatch] = None
         self.lost = False
         self.last_read = time.monotonic()
         self._drained: Optional[asyncio.Future] = None
@@ -79,6 +84,7 @@ class ClientProtocol(asyncio.Protocol):
     def connection_made(self, transport: asyncio.Transport) -> None:
         self.transport = transport
         transport.set_write_buffer_limits(high=WRITE_HIGH, low=WRITE_LOW)
+        self.watch = PeerWatch.of(transport)
         self._keepalive = asyncio.get_running_loop().create_task(self._keep_alive())
 
     def data_received(self, data: bytes) -> None:
@@ -112,28 +118,59 @@ class ClientProtocol(asyncio.Protocol):
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
 
-    async def writable(self, window: float) -> bool:
-        """For a paused connection: wait until the broker drains the send buffer.
-        False (stuck) if it does not within ``window``, and from then on at
-        once, until it drains."""
-        if self.stuck or not await self.drained(window):
-            self.stuck = True
-            return False
-        return True
+    async def writable(self, window: float, limit: float) -> bool:
+        """For a paused connection: wait while the broker drains the send buffer
+        or, the kernel says, works. False (stuck) once it has done neither for
+        ``window`` seconds, or has read nothing from this connection for
+        ``limit``; from then on False at once, until the buffer shrinks."""
+        if self.stuck:
+            if self.transport.get_write_buffer_size() >= self._stuck_at:
+                return False
+            self.stuck = False  # it reads again: pace the publisher, do not drop
+        if await self.drained(window, limit):
+            return True
+        self.stuck = True
+        self._stuck_at = self.transport.get_write_buffer_size()
+        return False
 
-    async def drained(self, window: float) -> bool:
-        """Wait for the send buffer to fall below its low-water mark for as long as
-        the broker keeps reading; False (stuck) once a whole ``window`` passes
-        without the buffer shrinking, or if the connection is lost."""
+    async def drained(self, window: float, limit: float) -> bool:
+        """Wait for the send buffer to fall below its low-water mark. False
+        (stuck) if the connection is lost, once ``window`` seconds pass in which
+        the buffer did not shrink and the broker did no work, or once ``limit``
+        seconds pass in which the buffer did not shrink at all.
+
+        A time window alone would call a broker stuck that routes one large read
+        for longer than the window, or waits that long for a CPU on a loaded
+        machine: every publish would then drop until the buffer drained. The
+        kernel tells that broker from a stopped one (decnet/bus/peer.py)."""
+        loop = asyncio.get_running_loop()
+        tick = window / 4
+        progress = work = loop.time()
+        size = self.transport.get_write_buffer_size()
+        mark = None
         while self.paused and not self.lost:
-            before = self.transport.get_write_buffer_size()
             if self._drained is None:
-                self._drained = asyncio.get_running_loop().create_future()
+                self._drained = loop.create_future()
             try:
-                await asyncio.wait_for(asyncio.shield(self._drained), window)
+                await asyncio.wait_for(asyncio.shield(self._drained), tick)
+                continue
             except asyncio.TimeoutError:
-                if self.lost or self.transport.get_write_buffer_size() >= before:
-                    return False
+                pass
+            now = loop.time()
+            was, size = size, self.transport.get_write_buffer_size()
+            if size < was:
+                progress = work = now
+            elif self.watch is not None:
+                # The first sample only marks: a buffer that drains within one
+                # tick (the usual case) costs no reading of /proc at all.
+                sample = self.watch.sample()
+                if sample is None:
+                    self.watch = None  # gone, or not visible any more
+                elif mark is not None and working(mark, sample):
+                    work = now
+                mark = sample
+            if now - work >= window or now - progress >= limit:
+                return False
         return not self.lost
 
     def write(self, frame: bytes) -> None:

@@ -110,9 +110,10 @@ class UnixBus(Bus):
         if proto.transport.is_closing():  # lost; connection_lost has not run yet
             await self._drop()
             return
-        # A broker that is behind but reading paces the publisher; one that
-        # reads nothing for publish_wait is stuck: drop until it drains.
-        if proto.paused and (not await proto.writable(self._publish_wait) or proto is not self._proto):
+        # A broker that is behind but reading or working paces the publisher;
+        # one that neither reads nor works for publish_wait is stuck: drop
+        # until it reads again.
+        if proto.paused and (not await proto.writable(self._publish_wait, self._ping_timeout) or proto is not self._proto):
             await self._drop()
             return
         proto.write(encode(C.PUB, topic, body))
@@ -135,7 +136,7 @@ class UnixBus(Bus):
         if proto.transport.is_closing():
             await self._drop()
             return
-        if proto.paused and (not await proto.writable(self._publish_wait) or proto is not self._proto):
+        if proto.paused and (not await proto.writable(self._publish_wait, self._ping_timeout) or proto is not self._proto):
             await self._drop()
             return
         proto.write(encode(C.PUB, topic, body))
@@ -244,6 +245,10 @@ class UnixBus(Bus):
                 opened = True
                 self._failure, self._refusal_told = None, False
             except (OSError, asyncio.TimeoutError) as error:
+                if asyncio.current_task().cancelling():
+                    # wait_for hands back the attempt's own failure when a
+                    # cancel arrives as it fails: the cancel must still end us.
+                    raise asyncio.CancelledError from error
                 log.debug("no broker on %s: %s", self.path, error)
                 self._failure = error
                 opened = False
