@@ -1,0 +1,350 @@
+#!/usr/bin/env python3
+"""How cost grows with the publishers, and whether they are served fairly:
+decnet-bus against NATS, Redis pub/sub and ZeroMQ.
+
+The fan-out benchmark's clients and servers (bench/fanout.py), with P
+numbered publisher processes; each payload (~200 bytes) carries its
+publisher's id and sequence number, and each subscriber counts per publisher
+(bench/scale_counter.py).
+
+Sweep (``--pubs``): P publishers -> 1 subscriber, all flat out, ``--events``
+events in total (each publisher sends events/P). Reported, medians over
+interleaved rounds: delivered events/s (events received / (last delivery -
+first publish)), events lost, server CPU per delivered event, subscriber CPU
+per event, and the smallest publisher's share of what was delivered over the
+largest's.
+
+Fairness (``--variants``), ``--fair-pubs`` publishers -> ``--fair-subs``
+subscribers for ``--seconds`` seconds:
+
+- ``flat``: every publisher flat out. Each subscriber counts every
+  publisher's events in each ``--slice`` seconds since its own first event;
+  per (subscriber, whole slice) Jain's fairness index over the publishers,
+  J = (sum x)^2 / (P * sum x^2), 1 = equal shares, 1/P = one publisher gets
+  everything. Reported: the median and the lowest J over all those slices, and
+  min/max of the publishers' shares over the whole run.
+- ``mixed``: publisher 0 flat out, the others paced at ``--paced-rate``
+  events/s each (send time in the payload). Reported: the paced publishers'
+  delivered fraction (delivered / (sent * subscribers)) and the p50 and p99
+  one-way latency of their events (the median over the paced publishers and
+  subscribers of each one's p50 and p99), and the flat-out publisher's
+  delivered events/s per subscriber.
+- ``paced``: every publisher paced at ``--paced-rate``: the latency the paced
+  publishers of ``mixed`` would have had without the flat-out one.
+
+    .venv/bin/python bench/scale_publishers.py --quick
+    .venv/bin/python bench/scale_publishers.py --rounds 3 --json /tmp/pubs.json --png docs/scale-publishers.png
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import signal
+import statistics
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+
+import scale_common as sc  # noqa: E402
+from fanout import stop_all  # noqa: E402
+
+
+def jain(xs: list[float]) -> float | None:
+    s = sum(xs)
+    q = sum(x * x for x in xs)
+    return (s * s) / (len(xs) * q) if q else None
+
+
+def min_max_share(xs: list[float]) -> float | None:
+    return min(xs) / max(xs) if max(xs) else None
+
+
+def fairness(r: dict, variant: str, paced_rate: float, seconds: float) -> dict:
+    """The fairness figures of one ``flat``/``mixed``/``paced`` trial."""
+    pubs = r["pubs"]
+    out: dict = {}
+    totals = [sum(per[p] for per in r["per"]) for p in range(pubs)]
+    out["sent"] = r["sent"]
+    out["sent_minmax"] = min_max_share(r["sent"])
+    if variant == "flat":
+        js = []
+        for sub, first in zip(r["slices"], r["firsts"]):
+            # Whole slices while every publisher still published: not the
+            # first (publishers start one after the other), none past the
+            # first publisher's end (a backlog drained after it is not a share).
+            width = min(len(s) for s in sub)
+            if first is not None:
+                width = min(width, int((r["t_sent_min"] - first) / r["slice"]))
+            for k in range(1, width):
+                j = jain([s[k] for s in sub])
+                if j is not None:
+                    js.append(j)
+        out["jain_median"] = statistics.median(js) if js else None
+        out["jain_min"] = min(js) if js else None
+        out["slices"] = len(js)
+        out["jain_total"] = jain(totals)
+        out["minmax"] = min_max_share(totals)
+        return out
+    paced = range(1, pubs) if variant == "mixed" else range(pubs)
+    subs = r["subs"]
+    out["paced_delivered"] = sum(totals[p] for p in paced) / max(1, subs * sum(r["sent"][p] for p in paced))
+    # Per paced publisher and subscriber: events/s that reached it while it ran.
+    out["paced_rate"] = statistics.median([per[p] / seconds for per in r["per"] for p in paced])
+    lats = [lp[p] for lp in r["lat_per"] for p in paced if lp[p].get("n")]
+    out["p50_us"] = statistics.median([x["p50"] for x in lats]) if lats else None
+    out["p99_us"] = statistics.median([x["p99"] for x in lats]) if lats else None
+    out["p99_max_us"] = max(x["p99"] for x in lats) if lats else None
+    if variant == "mixed":
+        out["flat_rate_per_sub"] = statistics.median([per[0] for per in r["per"]]) / seconds
+        out["flat_sent"] = r["sent"][0]
+    return out
+
+
+def sweep_rows(results, systems, pubs_list) -> list[dict]:
+    rows = []
+    for p in pubs_list:
+        for s in systems:
+            runs = [r for r in results if r["kind"] == "sweep" and r["system"] == s and r["pubs"] == p]
+            if not runs:
+                continue
+            ok = [r for r in runs if r["status"] == "ok"]
+            rates = [r["rate"] for r in ok]
+            rows.append({
+                "system": s, "pubs": p, "rounds": len(runs), "ok": len(ok),
+                "rate": sc.median(rates), "rate_range": sc.spread(rates),
+                "lost": sc.median([r["lost"] for r in ok]),
+                "lost_pct": sc.median([100 * r["lost"] / r["expected"] for r in ok if r["expected"]]),
+                "srv_us": sc.median([r["srv_us"] for r in ok]),
+                "sub_us": sc.median([r["sub_us"] for r in ok]),
+                "minmax": sc.median([min_max_share(r["per"][0]) for r in ok if r["per"] and r["per"][0]]),
+                "why": "; ".join(sorted({r.get("why", "") for r in runs if r["status"] != "ok"})),
+            })
+    return rows
+
+
+FAIR_KEYS = ["jain_median", "jain_min", "jain_total", "minmax", "sent_minmax", "paced_delivered", "paced_rate",
+             "p50_us", "p99_us", "p99_max_us", "flat_rate_per_sub", "flat_sent"]
+
+
+def fair_rows(results, systems, variants) -> list[dict]:
+    rows = []
+    for v in variants:
+        for s in systems:
+            runs = [r for r in results if r["kind"] == v and r["system"] == s]
+            if not runs:
+                continue
+            ok = [r for r in runs if r["status"] == "ok"]
+            row = {"system": s, "variant": v, "rounds": len(runs), "ok": len(ok),
+                   "why": "; ".join(sorted({r.get("why", "") for r in runs if r["status"] != "ok"}))}
+            for k in FAIR_KEYS:
+                vals = [r["fair"].get(k) for r in ok]
+                row[k] = sc.median(vals)
+                row[k + "_all"] = [x for x in vals if x is not None]
+            rows.append(row)
+    return rows
+
+
+def f(v, spec=",.0f") -> str:
+    return "—" if v is None else format(v, spec)
+
+
+def markdown(sweep: list[dict], fair: list[dict], args) -> str:
+    out = []
+    if sweep:
+        out += ["| publishers | system | delivered ev/s (range) | lost | lost % | server µs/event | sub µs/event "
+                "| min/max share |", "|" + "---|" * 8]
+        for r in sweep:
+            if not r["ok"]:
+                out.append(f"| {r['pubs']} | {r['system']} | failed: {r['why']} ||||||")
+                continue
+            out.append(f"| {r['pubs']} | {r['system']} | {f(r['rate'])} ({r['rate_range']}) | {f(r['lost'])} "
+                       f"| {f(r['lost_pct'], '.1f')} | {f(r['srv_us'], '.2f')} | {f(r['sub_us'], '.2f')} "
+                       f"| {f(r['minmax'], '.2f')} |")
+        out.append("")
+    flat = [r for r in fair if r["variant"] == "flat"]
+    if flat:
+        out += [f"Flat out, {args.fair_pubs} publishers -> {args.fair_subs} subscribers, {args.seconds:g} s, "
+                f"{args.slice:g} s slices:", "",
+                "| system | Jain per slice, median | lowest | Jain, whole run | min/max share delivered "
+                "| min/max share sent |", "|" + "---|" * 6]
+        for r in flat:
+            if not r["ok"]:
+                out.append(f"| {r['system']} | failed: {r['why']} |||||")
+                continue
+            out.append(f"| {r['system']} | {f(r['jain_median'], '.3f')} | {f(r['jain_min'], '.3f')} "
+                       f"| {f(r['jain_total'], '.3f')} | {f(r['minmax'], '.2f')} | {f(r['sent_minmax'], '.2f')} |")
+        out.append("")
+    mixed = [r for r in fair if r["variant"] in ("mixed", "paced")]
+    if mixed:
+        out += [f"Paced publishers at {args.paced_rate:g} ev/s each, with publisher 0 flat out (mixed) or paced "
+                "too (paced):", "",
+                "| system | variant | paced delivered | paced ev/s per subscriber | paced p50 µs | paced p99 µs "
+                "| worst p99 µs | flat-out ev/s per subscriber |", "|" + "---|" * 8]
+        for r in mixed:
+            if not r["ok"]:
+                out.append(f"| {r['system']} | {r['variant']} | failed: {r['why']} ||||||")
+                continue
+            pd = r["paced_delivered"]
+            out.append(f"| {r['system']} | {r['variant']} | {'—' if pd is None else f'{pd * 100:.1f}%'} "
+                       f"| {f(r['paced_rate'])} | {f(r['p50_us'])} | {f(r['p99_us'])} | {f(r['p99_max_us'])} "
+                       f"| {f(r['flat_rate_per_sub'])} |")
+    return "\n".join(out) + "\n"
+
+
+def chart(sweep: list[dict], fair: list[dict], path: str) -> str | None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return "matplotlib not installed: no chart"
+    from fanout_chart import colours
+
+    systems = list(dict.fromkeys([r["system"] for r in sweep] + [r["system"] for r in fair]))
+    colour = colours(systems)
+    fig, axes = plt.subplots(1, 4, figsize=(20, 4.6))
+    pubs = sorted({r["pubs"] for r in sweep})
+    for ax, key, title, log in ((axes[0], "rate", "delivered events/s into 1 subscriber", True),
+                                (axes[1], "srv_us", "server CPU µs per delivered event", False),
+                                (axes[2], "lost_pct", "events lost, % of sent", False)):
+        for s in systems:
+            pts = [(r["pubs"], r[key]) for r in sweep if r["system"] == s and r[key] is not None]
+            if pts:
+                ax.plot([p for p, _ in pts], [v for _, v in pts], marker="o", label=s, color=colour[s])
+        ax.set_xscale("log")
+        if log:
+            ax.set_yscale("log")
+        ax.set_xticks(pubs)
+        ax.set_xticklabels([str(p) for p in pubs])
+        ax.set_xlabel("publisher processes")
+        ax.set_title(title, fontsize=10)
+        ax.grid(alpha=0.3, which="both")
+    axes[0].legend(fontsize=8)
+    ax = axes[3]
+    flat = {r["system"]: r for r in fair if r["variant"] == "flat" and r["ok"]}
+    shown = [s for s in systems if s in flat]
+    for i, s in enumerate(shown):
+        vals = flat[s]["jain_median_all"]
+        ax.bar(i, flat[s]["jain_median"] or 0, 0.6, color=colour[s], label=s)
+        ax.plot([i] * len(flat[s]["jain_min_all"]), flat[s]["jain_min_all"], "v", color="black", markersize=5)
+        ax.plot([i] * len(vals), vals, "_", color="white", markersize=12)
+    ax.set_xticks(range(len(shown)))
+    ax.set_xticklabels(shown)
+    ax.set_ylim(0, 1.05)
+    ax.axhline(1.0, color="grey", linewidth=0.8)
+    ax.set_title("fairness, 10 flat-out publishers -> 10 subscribers:\nJain's index per slice "
+                 "(bar: median; ▼ lowest, each round)", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    return None
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(
+        prog="scale_publishers.py",
+        description="Publisher-count curve (P publishers -> 1 subscriber) and fairness between publishers "
+                    "(10 -> 10, flat out, and one flat out among paced ones), decnet-bus and its peers "
+                    "(NATS, Redis pub/sub, ZeroMQ) interleaved. Install the peers with: bash bench/peers.sh")
+    p.add_argument("--systems", default=",".join(sc.SYSTEMS), help="comma list (default: %(default)s)")
+    p.add_argument("--pubs", default="1,2,5,10,20,50",
+                   help="publisher counts of the sweep, comma list; empty for none (default: %(default)s)")
+    p.add_argument("--events", type=int, default=60000,
+                   help="events sent in total in each sweep trial, split over the publishers (default: %(default)s)")
+    p.add_argument("--variants", default="flat,mixed,paced",
+                   help="fairness trials, comma list of flat, mixed, paced; empty for none (default: %(default)s)")
+    p.add_argument("--fair-pubs", type=int, default=10, help="publishers in the fairness trials (default: %(default)s)")
+    p.add_argument("--fair-subs", type=int, default=10, help="subscribers in the fairness trials (default: %(default)s)")
+    p.add_argument("--seconds", type=float, default=3.0, help="length of a fairness trial (default: %(default)s)")
+    p.add_argument("--slice", type=float, default=0.25, help="fairness time slice in seconds (default: %(default)s)")
+    p.add_argument("--paced-rate", type=float, default=500.0,
+                   help="events/s of each paced publisher (default: %(default)s)")
+    p.add_argument("--rounds", type=int, default=3, help="repetitions, systems interleaved; medians (default: %(default)s)")
+    p.add_argument("--json", metavar="FILE", help="write machine info, every trial and the medians as JSON")
+    p.add_argument("--png", metavar="FILE", help="write the chart (needs matplotlib)")
+    p.add_argument("--keep", action="store_true", help="keep each trial's temp dir (process logs)")
+    p.add_argument("--quick", action="store_true",
+                   help="smoke run: --rounds 1 --pubs 1,5 --events 10000 --seconds 1.5 --fair-subs 3")
+    args = p.parse_args(argv)
+    if args.quick:
+        args.rounds, args.pubs, args.events, args.seconds, args.fair_subs = 1, "1,5", 10000, 1.5, 3
+    args.pubs_list = [int(x) for x in args.pubs.split(",") if x]
+    args.variants_list = [v for v in args.variants.split(",") if v]
+    bad = set(args.variants_list) - {"flat", "mixed", "paced"}
+    if bad:
+        p.error(f"unknown variant(s): {', '.join(sorted(bad))}")
+    args.systems_list = [s for s in args.systems.split(",") if s]
+    return args
+
+
+def _on_sigterm(signum, frame):
+    raise KeyboardInterrupt
+
+
+def report(r: dict, t: float, label: str) -> None:
+    if r["status"] != "ok":
+        extra = f"{r['status'].upper()}: {r.get('why')}"
+    elif r["kind"] == "sweep":
+        extra = f"{r['rate']:,.0f} ev/s lost={r['lost']} srv={f(r['srv_us'], '.2f')}µs sub={f(r['sub_us'], '.2f')}µs"
+    else:
+        fr = r["fair"]
+        extra = " ".join(f"{k}={fr[k]:.3g}" for k in FAIR_KEYS if fr.get(k) is not None)
+        extra += f" lost={r['lost']} holes={r['holes']} gaps={r['gaps']} pub_dropped={r['pub_dropped']}"
+    print(f"  {label} {r['system']:<7} {time.monotonic() - t:5.1f}s {extra}", flush=True)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    head = sc.header("decnet-bus: cost against publishers, and fairness")
+    print("\n".join(head), flush=True)
+    systems = sc.systems_to_run(args.systems_list)
+    results: list[dict] = []
+    try:
+        for rnd in range(1, args.rounds + 1):
+            for p in args.pubs_list:
+                for s in systems:
+                    t = time.monotonic()
+                    r = sc.run_trial(s, p, 1, {"events": math.ceil(args.events / p), "sub_events": args.events},
+                                     keep=args.keep)
+                    r.update(round=rnd, kind="sweep")
+                    results.append(r)
+                    report(r, t, f"round {rnd} P={p:<3}")
+            for v in args.variants_list:
+                # The subscribers' queues as deep as the fan-out benchmark's: they never drop.
+                cfg = {"seconds": args.seconds, "slice": args.slice, "idle_timeout": 5.0, "sub_events": 2_000_000}
+                if v == "mixed":
+                    cfg["per_pub"] = lambda i: {"pub_rate": args.paced_rate if i else None}
+                elif v == "paced":
+                    cfg["pub_rate"] = args.paced_rate
+                for s in systems:
+                    t = time.monotonic()
+                    r = sc.run_trial(s, args.fair_pubs, args.fair_subs, cfg, keep=args.keep)
+                    r.update(round=rnd, kind=v)
+                    if r["status"] == "ok":
+                        r["fair"] = fairness(r, v, args.paced_rate, args.seconds)
+                    results.append(r)
+                    report(r, t, f"round {rnd} {v:<5}")
+    except KeyboardInterrupt:
+        print("\ninterrupted: reporting what finished", flush=True)
+    finally:
+        stop_all()
+    names = [s.name for s in systems]
+    sweep = sweep_rows(results, names, args.pubs_list)
+    fair = fair_rows(results, names, args.variants_list)
+    print(f"- after: {sc.uptime()}\n")
+    print(markdown(sweep, fair, args), flush=True)
+    if args.json:
+        sc.write_json(args.json, {"header": head, "commit": sc.git_commit(), "args": vars(args),
+                                  "results": results, "sweep": sweep, "fairness": fair})
+    if args.png:
+        print(chart(sweep, fair, args.png) or f"wrote {args.png}")
+    return 0 if all(r["status"] == "ok" for r in results) else 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
