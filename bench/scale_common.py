@@ -212,6 +212,11 @@ def memcpy_bandwidth(sizes: list[int], seconds: float = 0.2) -> dict:
     return out
 
 
+def read_json(path: str) -> dict:
+    with open(path) as f:
+        return json.load(f)
+
+
 def write_json(path: str, data: dict) -> None:
     with open(path, "w") as f:
         json.dump(data, f, indent=1, default=str)

@@ -150,6 +150,9 @@ def parse_args(argv=None):
     p.add_argument("--png", metavar="FILE", help="write the chart (needs matplotlib)")
     p.add_argument("--keep", action="store_true", help="keep each trial's temp dir (process logs)")
     p.add_argument("--quick", action="store_true", help="smoke run: --rounds 1 --sizes 64,65536 --mib 4")
+    p.add_argument("--replot", nargs="+", metavar="JSON",
+                   help="run nothing: print the table and draw --png from these --json files (e.g. an N=1 run and "
+                        "an N=10 run); the memcpy ceiling is the first file's")
     args = p.parse_args(argv)
     if args.quick:
         args.rounds, args.sizes, args.mib = 1, "64,65536", 4
@@ -164,8 +167,24 @@ def _on_sigterm(signum, frame):
     raise KeyboardInterrupt
 
 
+def replot(args) -> int:
+    runs = [sc.read_json(path) for path in args.replot]
+    results = [r for run in runs for r in run["results"]]
+    memcpy = {(int(k) if k.isdigit() else k): v for k, v in runs[0]["memcpy"].items()}
+    systems = list(dict.fromkeys(r["system"] for r in results))
+    sizes = sorted({r["size"] for r in results})
+    subs = sorted({r["subs"] for r in results})
+    rows = summarize(results, systems, sizes, subs, memcpy)
+    print(markdown(rows, memcpy))
+    if args.png:
+        print(chart(rows, memcpy, args.png) or f"wrote {args.png}")
+    return 0
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
+    if args.replot:
+        return replot(args)
     signal.signal(signal.SIGTERM, _on_sigterm)
     head = sc.header("decnet-bus: cost against payload size")
     print("\n".join(head), flush=True)

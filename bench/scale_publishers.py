@@ -63,6 +63,23 @@ def min_max_share(xs: list[float]) -> float | None:
     return min(xs) / max(xs) if max(xs) else None
 
 
+def jains(r: dict, merge: int) -> list[float]:
+    """Jain's index over the publishers for each subscriber and each window of
+    ``merge`` slices: whole windows while every publisher still published, not
+    the first slice (publishers start one after the other), none past the
+    first publisher's end (a backlog drained after it is not a share)."""
+    out = []
+    for sub, first in zip(r["slices"], r["firsts"]):
+        width = min(len(s) for s in sub)
+        if first is not None:
+            width = min(width, int((r["t_sent_min"] - first) / r["slice"]))
+        for k in range(1, width - merge + 1, merge):
+            j = jain([sum(s[k:k + merge]) for s in sub])
+            if j is not None:
+                out.append(j)
+    return out
+
+
 def fairness(r: dict, variant: str, paced_rate: float, seconds: float) -> dict:
     """The fairness figures of one ``flat``/``mixed``/``paced`` trial."""
     pubs = r["pubs"]
@@ -71,21 +88,11 @@ def fairness(r: dict, variant: str, paced_rate: float, seconds: float) -> dict:
     out["sent"] = r["sent"]
     out["sent_minmax"] = min_max_share(r["sent"])
     if variant == "flat":
-        js = []
-        for sub, first in zip(r["slices"], r["firsts"]):
-            # Whole slices while every publisher still published: not the
-            # first (publishers start one after the other), none past the
-            # first publisher's end (a backlog drained after it is not a share).
-            width = min(len(s) for s in sub)
-            if first is not None:
-                width = min(width, int((r["t_sent_min"] - first) / r["slice"]))
-            for k in range(1, width):
-                j = jain([s[k] for s in sub])
-                if j is not None:
-                    js.append(j)
-        out["jain_median"] = statistics.median(js) if js else None
-        out["jain_min"] = min(js) if js else None
-        out["slices"] = len(js)
+        for merge, key in ((1, "jain"), (4, "jain4")):
+            js = jains(r, merge)
+            out[key + "_median"] = statistics.median(js) if js else None
+            out[key + "_min"] = min(js) if js else None
+            out[key + "_slices"] = len(js)
         out["jain_total"] = jain(totals)
         out["minmax"] = min_max_share(totals)
         return out
@@ -126,7 +133,7 @@ def sweep_rows(results, systems, pubs_list) -> list[dict]:
     return rows
 
 
-FAIR_KEYS = ["jain_median", "jain_min", "jain_total", "minmax", "sent_minmax", "paced_delivered", "paced_rate",
+FAIR_KEYS = ["jain_median", "jain_min", "jain4_median", "jain4_min", "jain_total", "minmax", "sent_minmax", "paced_delivered", "paced_rate",
              "p50_us", "p99_us", "p99_max_us", "flat_rate_per_sub", "flat_sent"]
 
 
@@ -169,14 +176,14 @@ def markdown(sweep: list[dict], fair: list[dict], args) -> str:
     if flat:
         out += [f"Flat out, {args.fair_pubs} publishers -> {args.fair_subs} subscribers, {args.seconds:g} s, "
                 f"{args.slice:g} s slices:", "",
-                "| system | Jain per slice, median | lowest | Jain, whole run | min/max share delivered "
-                "| min/max share sent |", "|" + "---|" * 6]
+                f"| system | Jain per {args.slice:g} s, median | lowest | Jain per {4 * args.slice:g} s, median | lowest "
+                "| Jain, whole run | min/max share delivered | min/max share sent |", "|" + "---|" * 8]
         for r in flat:
             if not r["ok"]:
-                out.append(f"| {r['system']} | failed: {r['why']} |||||")
+                out.append(f"| {r['system']} | failed: {r['why']} |||||||")
                 continue
             out.append(f"| {r['system']} | {f(r['jain_median'], '.3f')} | {f(r['jain_min'], '.3f')} "
-                       f"| {f(r['jain_total'], '.3f')} | {f(r['minmax'], '.2f')} | {f(r['sent_minmax'], '.2f')} |")
+                       f"| {f(r['jain4_median'], '.3f')} | {f(r['jain4_min'], '.3f')} | {f(r['jain_total'], '.3f')} | {f(r['minmax'], '.2f')} | {f(r['sent_minmax'], '.2f')} |")
         out.append("")
     mixed = [r for r in fair if r["variant"] in ("mixed", "paced")]
     if mixed:
@@ -196,22 +203,24 @@ def markdown(sweep: list[dict], fair: list[dict], args) -> str:
 
 
 def chart(sweep: list[dict], fair: list[dict], path: str) -> str | None:
+    """Top row: the sweep against P; bottom row: the fairness trials."""
     try:
         import matplotlib
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
+        from matplotlib.ticker import NullFormatter
     except ImportError:
         return "matplotlib not installed: no chart"
     from fanout_chart import colours
 
     systems = list(dict.fromkeys([r["system"] for r in sweep] + [r["system"] for r in fair]))
     colour = colours(systems)
-    fig, axes = plt.subplots(1, 4, figsize=(20, 4.6))
+    fig, axes = plt.subplots(2, 3, figsize=(17, 9.5))
     pubs = sorted({r["pubs"] for r in sweep})
-    for ax, key, title, log in ((axes[0], "rate", "delivered events/s into 1 subscriber", True),
-                                (axes[1], "srv_us", "server CPU µs per delivered event", False),
-                                (axes[2], "lost_pct", "events lost, % of sent", False)):
+    for ax, key, title, log in ((axes[0][0], "rate", "P publishers -> 1 subscriber: delivered events/s (log)", True),
+                                (axes[0][1], "srv_us", "server CPU µs per delivered event (log)", True),
+                                (axes[0][2], "lost_pct", "events lost, % of sent", False)):
         for s in systems:
             pts = [(r["pubs"], r[key]) for r in sweep if r["system"] == s and r[key] is not None]
             if pts:
@@ -221,26 +230,56 @@ def chart(sweep: list[dict], fair: list[dict], path: str) -> str | None:
             ax.set_yscale("log")
         ax.set_xticks(pubs)
         ax.set_xticklabels([str(p) for p in pubs])
-        ax.set_xlabel("publisher processes")
+        ax.xaxis.set_minor_formatter(NullFormatter())
+        ax.set_xlabel("publisher processes P")
         ax.set_title(title, fontsize=10)
         ax.grid(alpha=0.3, which="both")
-    axes[0].legend(fontsize=8)
-    ax = axes[3]
+    axes[0][0].legend(fontsize=8)
+
+    def bars(ax, rows, keys, labels, title, ylabel, log=False, lows=None):
+        shown = [s for s in systems if s in rows]
+        width = 0.8 / len(keys)
+        for j, (key, label) in enumerate(zip(keys, labels)):
+            xs = [i + (j - (len(keys) - 1) / 2) * width for i in range(len(shown))]
+            vals = [rows[s][key] or 0 for s in shown]
+            ax.bar(xs, vals, width, color=[colour[s] for s in shown], alpha=1.0 - 0.2 * j,
+                   edgecolor="black", linewidth=0.5)
+            for x, v in zip(xs, vals):
+                ax.text(x, v, label, ha="center", va="bottom", fontsize=7)
+            if lows:
+                for x, s in zip(xs, shown):
+                    low = rows[s].get(lows[j] + "_all") or []
+                    ax.plot([x] * len(low), low, "v", color="black", markersize=4)
+        ax.set_xticks(range(len(shown)))
+        ax.set_xticklabels(shown)
+        if log:
+            ax.set_yscale("log")
+        ax.set_ylabel(ylabel, fontsize=9)
+        ax.set_title(title, fontsize=10)
+        ax.grid(alpha=0.3, axis="y", which="both")
+
     flat = {r["system"]: r for r in fair if r["variant"] == "flat" and r["ok"]}
-    shown = [s for s in systems if s in flat]
-    for i, s in enumerate(shown):
-        vals = flat[s]["jain_median_all"]
-        ax.bar(i, flat[s]["jain_median"] or 0, 0.6, color=colour[s], label=s)
-        ax.plot([i] * len(flat[s]["jain_min_all"]), flat[s]["jain_min_all"], "v", color="black", markersize=5)
-        ax.plot([i] * len(vals), vals, "_", color="white", markersize=12)
-    ax.set_xticks(range(len(shown)))
-    ax.set_xticklabels(shown)
-    ax.set_ylim(0, 1.05)
-    ax.axhline(1.0, color="grey", linewidth=0.8)
-    ax.set_title("fairness, 10 flat-out publishers -> 10 subscribers:\nJain's index per slice "
-                 "(bar: median; ▼ lowest, each round)", fontsize=10)
+    if flat:
+        bars(axes[1][0], flat, ["jain_median", "jain4_median", "jain_total"], ["slice", "4 slices", "run"],
+             "flat out, 10 -> 10: Jain's index over publishers\n(median per slice, per 4 slices, whole run; "
+             "▼ lowest, each round)", "Jain's index (1 = equal shares)", lows=["jain_min", "jain4_min", "jain_total"])
+        axes[1][0].set_ylim(0, 1.1)
+    mixed = {r["system"]: r for r in fair if r["variant"] == "mixed" and r["ok"]}
+    paced = {r["system"]: r for r in fair if r["variant"] == "paced" and r["ok"]}
+    both = {s: {"mixed": mixed[s]["p99_us"], "paced": paced[s]["p99_us"],
+                "mixed_p50": mixed[s]["p50_us"], "paced_p50": paced[s]["p50_us"]}
+            for s in mixed if s in paced}
+    if both:
+        bars(axes[1][1], both, ["paced_p50", "paced", "mixed_p50", "mixed"],
+             ["p50", "p99", "p50", "p99"], "paced publishers' latency: all paced (left pair)\n"
+             "vs. beside one flat-out publisher (right pair)", "one-way latency µs (log)", log=True)
+    if mixed:
+        rows = {s: {"delivered": r["paced_delivered"] * 100} for s, r in mixed.items()}
+        bars(axes[1][2], rows, ["delivered"], [""], "paced publishers beside one flat-out publisher:\n"
+             "% of their events delivered", "% delivered")
+        axes[1][2].set_ylim(0, 105)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=100)
     return None
 
 
@@ -269,6 +308,9 @@ def parse_args(argv=None):
     p.add_argument("--keep", action="store_true", help="keep each trial's temp dir (process logs)")
     p.add_argument("--quick", action="store_true",
                    help="smoke run: --rounds 1 --pubs 1,5 --events 10000 --seconds 1.5 --fair-subs 3")
+    p.add_argument("--replot", nargs="+", metavar="JSON",
+                   help="run nothing: print the tables and draw --png from these --json files (e.g. a sweep run "
+                        "and a fairness run); the fairness options are the last file's")
     args = p.parse_args(argv)
     if args.quick:
         args.rounds, args.pubs, args.events, args.seconds, args.fair_subs = 1, "1,5", 10000, 1.5, 3
@@ -297,8 +339,25 @@ def report(r: dict, t: float, label: str) -> None:
     print(f"  {label} {r['system']:<7} {time.monotonic() - t:5.1f}s {extra}", flush=True)
 
 
+def replot(args) -> int:
+    runs = [sc.read_json(path) for path in args.replot]
+    results = [r for run in runs for r in run["results"]]
+    for k in ("fair_pubs", "fair_subs", "seconds", "slice", "paced_rate"):
+        setattr(args, k, runs[-1]["args"][k])
+    systems = list(dict.fromkeys(r["system"] for r in results))
+    pubs = sorted({r["pubs"] for r in results if r["kind"] == "sweep"})
+    variants = [v for v in ("flat", "mixed", "paced") if any(r["kind"] == v for r in results)]
+    sweep, fair = sweep_rows(results, systems, pubs), fair_rows(results, systems, variants)
+    print(markdown(sweep, fair, args))
+    if args.png:
+        print(chart(sweep, fair, args.png) or f"wrote {args.png}")
+    return 0
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
+    if args.replot:
+        return replot(args)
     signal.signal(signal.SIGTERM, _on_sigterm)
     head = sc.header("decnet-bus: cost against publishers, and fairness")
     print("\n".join(head), flush=True)
