@@ -127,11 +127,12 @@ def run_trial(system: System, pubs: int, subs: int, cfg: dict, phase_timeout: fl
     return res
 
 
-def systems_to_run(names: list[str]) -> list[System]:
-    """The Systems of ``names`` that can run here; a note for each skipped."""
+def systems_to_run(names: list[str], decnet_args: str = "") -> list[System]:
+    """The Systems of ``names`` that can run here; a note for each skipped.
+    ``decnet_args``: extra ``decnet bus`` options for the decnet brokers."""
     out = []
     for name in names:
-        s = System("decnet" if name == MALLOC_KEPT else name)
+        s = System("decnet" if name == MALLOC_KEPT else name, tuple(decnet_args.split()))
         if name == MALLOC_KEPT:
             s.name = name
             s.env.update(MALLOC_ENV)
@@ -151,12 +152,12 @@ def median(vals: list) -> float | None:
     return statistics.median(vals) if vals else None
 
 
-def spread(vals: list) -> str:
+def spread(vals: list, spec: str = ",.0f") -> str:
     """``min–max`` of the rounds, for the tables."""
     vals = [v for v in vals if v is not None]
     if len(vals) < 2:
         return ""
-    return f"{min(vals):,.0f}–{max(vals):,.0f}"
+    return f"{min(vals):{spec}}–{max(vals):{spec}}"
 
 
 def uptime() -> str:

@@ -55,7 +55,7 @@ def summarize(results: list[dict], systems: list[str], sizes: list[int], subs: l
                 rows.append({
                     "system": s, "size": size, "subs": n, "rounds": len(runs), "ok": len(ok),
                     "rate": sc.median(rates), "rate_range": sc.spread(rates),
-                    "mbs": sc.median(mbs), "mbs_range": sc.spread(mbs),
+                    "mbs": sc.median(mbs), "mbs_range": sc.spread(mbs, ",.0f" if min(mbs, default=0) >= 100 else ",.1f"),
                     "lost": sc.median([r["lost"] for r in ok]),
                     "srv_us": sc.median([r["srv_us"] for r in ok]),
                     "sub_us": sc.median([r["sub_us"] for r in ok]),
@@ -103,15 +103,20 @@ def chart(rows: list[dict], memcpy: dict, path: str) -> str | None:
     from fanout_chart import colours
 
     systems = list(dict.fromkeys(r["system"] for r in rows))
-    colour = colours(systems)
+    colour = colours(systems + ["decnet"])
     subs = sorted({r["subs"] for r in rows})
     fig, axes = plt.subplots(len(subs), 2, figsize=(13, 4.4 * len(subs)), squeeze=False)
     for i, n in enumerate(subs):
         for ax, key, title in ((axes[i][0], "rate", "delivered events/s, all subscribers"),
                                (axes[i][1], "mbs", "payload MB/s delivered, all subscribers")):
             for s in systems:
-                pts = [(r["size"], r[key]) for r in rows if r["system"] == s and r["subs"] == n and r[key]]
-                ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=s, color=colour[s])
+                pts = [r for r in rows if r["system"] == s and r["subs"] == n and r[key]]
+                kept = s == sc.MALLOC_KEPT  # decnet's colour, dashed
+                ax.plot([r["size"] for r in pts], [r[key] for r in pts], marker="o", label=s,
+                        color=colour["decnet" if kept else s], linestyle="--" if kept else "-")
+                lossy = [r for r in pts if r["lost"]]
+                ax.plot([r["size"] for r in lossy], [r[key] for r in lossy], "x", color="black", markersize=9,
+                        label=None if i or key != "rate" or not lossy else "events lost")
             if key == "mbs":
                 ax.axhline(memcpy["large"] / 1e6, color="black", linestyle="--", linewidth=1,
                            label="memcpy, 256 MiB copy")
@@ -146,6 +151,8 @@ def parse_args(argv=None):
     p.add_argument("--min-events", type=int, default=1000, help="at least this many events per trial (default: %(default)s)")
     p.add_argument("--max-events", type=int, default=50000, help="at most this many events per trial (default: %(default)s)")
     p.add_argument("--rounds", type=int, default=3, help="repetitions, systems interleaved; medians (default: %(default)s)")
+    p.add_argument("--decnet-args", default="", metavar="ARGS",
+                   help="extra options for the decnet broker, e.g. '--max-stall-ms 50' (default: none)")
     p.add_argument("--json", metavar="FILE", help="write machine info, every trial and the medians as JSON")
     p.add_argument("--png", metavar="FILE", help="write the chart (needs matplotlib)")
     p.add_argument("--keep", action="store_true", help="keep each trial's temp dir (process logs)")
@@ -188,7 +195,7 @@ def main(argv=None) -> int:
     signal.signal(signal.SIGTERM, _on_sigterm)
     head = sc.header("decnet-bus: cost against payload size")
     print("\n".join(head), flush=True)
-    systems = sc.systems_to_run(args.systems_list)
+    systems = sc.systems_to_run(args.systems_list, args.decnet_args)
     memcpy = sc.memcpy_bandwidth(args.sizes_list)
     print(f"memcpy 256 MiB: {memcpy['large'] / 1e9:.2f} GB/s", flush=True)
     results: list[dict] = []

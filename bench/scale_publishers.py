@@ -87,6 +87,7 @@ def fairness(r: dict, variant: str, paced_rate: float, seconds: float) -> dict:
     totals = [sum(per[p] for per in r["per"]) for p in range(pubs)]
     out["sent"] = r["sent"]
     out["sent_minmax"] = min_max_share(r["sent"])
+    out["delivered_pct"] = 100 * r["delivered"] / r["expected"] if r["expected"] else None
     if variant == "flat":
         for merge, key in ((1, "jain"), (4, "jain4")):
             js = jains(r, merge)
@@ -133,7 +134,7 @@ def sweep_rows(results, systems, pubs_list) -> list[dict]:
     return rows
 
 
-FAIR_KEYS = ["jain_median", "jain_min", "jain4_median", "jain4_min", "jain_total", "minmax", "sent_minmax", "paced_delivered", "paced_rate",
+FAIR_KEYS = ["delivered_pct", "jain_median", "jain_min", "jain4_median", "jain4_min", "jain_total", "minmax", "sent_minmax", "paced_delivered", "paced_rate",
              "p50_us", "p99_us", "p99_max_us", "flat_rate_per_sub", "flat_sent"]
 
 
@@ -176,13 +177,13 @@ def markdown(sweep: list[dict], fair: list[dict], args) -> str:
     if flat:
         out += [f"Flat out, {args.fair_pubs} publishers -> {args.fair_subs} subscribers, {args.seconds:g} s, "
                 f"{args.slice:g} s slices:", "",
-                f"| system | Jain per {args.slice:g} s, median | lowest | Jain per {4 * args.slice:g} s, median | lowest "
-                "| Jain, whole run | min/max share delivered | min/max share sent |", "|" + "---|" * 8]
+                f"| system | delivered | Jain per {args.slice:g} s, median | lowest | Jain per {4 * args.slice:g} s, median | lowest "
+                "| Jain, whole run | min/max share delivered | min/max share sent |", "|" + "---|" * 9]
         for r in flat:
             if not r["ok"]:
-                out.append(f"| {r['system']} | failed: {r['why']} |||||||")
+                out.append(f"| {r['system']} | failed: {r['why']} ||||||||")
                 continue
-            out.append(f"| {r['system']} | {f(r['jain_median'], '.3f')} | {f(r['jain_min'], '.3f')} "
+            out.append(f"| {r['system']} | {f(r['delivered_pct'], '.1f')}% | {f(r['jain_median'], '.3f')} | {f(r['jain_min'], '.3f')} "
                        f"| {f(r['jain4_median'], '.3f')} | {f(r['jain4_min'], '.3f')} | {f(r['jain_total'], '.3f')} | {f(r['minmax'], '.2f')} | {f(r['sent_minmax'], '.2f')} |")
         out.append("")
     mixed = [r for r in fair if r["variant"] in ("mixed", "paced")]
@@ -273,11 +274,12 @@ def chart(sweep: list[dict], fair: list[dict], path: str) -> str | None:
         bars(axes[1][1], both, ["paced_p50", "paced", "mixed_p50", "mixed"],
              ["p50", "p99", "p50", "p99"], "paced publishers' latency: all paced (left pair)\n"
              "vs. beside one flat-out publisher (right pair)", "one-way latency µs (log)", log=True)
-    if mixed:
-        rows = {s: {"delivered": r["paced_delivered"] * 100} for s, r in mixed.items()}
-        bars(axes[1][2], rows, ["delivered"], [""], "paced publishers beside one flat-out publisher:\n"
-             "% of their events delivered", "% delivered")
-        axes[1][2].set_ylim(0, 105)
+    if flat and mixed:
+        rows = {s: {"flat": flat[s]["delivered_pct"], "paced": mixed[s]["paced_delivered"] * 100}
+                for s in flat if s in mixed}
+        bars(axes[1][2], rows, ["flat", "paced"], ["flat out", "paced"], "% of sent events delivered: flat out "
+             "10 -> 10 (left);\nthe paced publishers beside one flat-out publisher (right)", "% delivered")
+        axes[1][2].set_ylim(0, 110)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     return None
@@ -303,6 +305,8 @@ def parse_args(argv=None):
     p.add_argument("--paced-rate", type=float, default=500.0,
                    help="events/s of each paced publisher (default: %(default)s)")
     p.add_argument("--rounds", type=int, default=3, help="repetitions, systems interleaved; medians (default: %(default)s)")
+    p.add_argument("--decnet-args", default="", metavar="ARGS",
+                   help="extra options for the decnet broker, e.g. '--max-stall-ms 50' (default: none)")
     p.add_argument("--json", metavar="FILE", help="write machine info, every trial and the medians as JSON")
     p.add_argument("--png", metavar="FILE", help="write the chart (needs matplotlib)")
     p.add_argument("--keep", action="store_true", help="keep each trial's temp dir (process logs)")
@@ -344,6 +348,9 @@ def replot(args) -> int:
     results = [r for run in runs for r in run["results"]]
     for k in ("fair_pubs", "fair_subs", "seconds", "slice", "paced_rate"):
         setattr(args, k, runs[-1]["args"][k])
+    for r in results:  # recomputed: the figures may be newer than the run
+        if r["kind"] != "sweep" and r["status"] == "ok":
+            r["fair"] = fairness(r, r["kind"], args.paced_rate, args.seconds)
     systems = list(dict.fromkeys(r["system"] for r in results))
     pubs = sorted({r["pubs"] for r in results if r["kind"] == "sweep"})
     variants = [v for v in ("flat", "mixed", "paced") if any(r["kind"] == v for r in results)]
@@ -361,7 +368,7 @@ def main(argv=None) -> int:
     signal.signal(signal.SIGTERM, _on_sigterm)
     head = sc.header("decnet-bus: cost against publishers, and fairness")
     print("\n".join(head), flush=True)
-    systems = sc.systems_to_run(args.systems_list)
+    systems = sc.systems_to_run(args.systems_list, args.decnet_args)
     results: list[dict] = []
     try:
         for rnd in range(1, args.rounds + 1):
