@@ -55,7 +55,8 @@ def summarize(results: list[dict], systems: list[str], sizes: list[int], subs: l
                 rows.append({
                     "system": s, "size": size, "subs": n, "rounds": len(runs), "ok": len(ok),
                     "rate": sc.median(rates), "rate_range": sc.spread(rates),
-                    "mbs": sc.median(mbs), "mbs_range": sc.spread(mbs, ",.0f" if min(mbs, default=0) >= 100 else ",.1f"),
+                    "mbs": sc.median(mbs),
+                    "mbs_range": sc.spread(mbs, ",.0f" if min(mbs, default=0) >= 100 else ",.1f"),
                     "lost": sc.median([r["lost"] for r in ok]),
                     "srv_us": sc.median([r["srv_us"] for r in ok]),
                     "sub_us": sc.median([r["sub_us"] for r in ok]),
@@ -148,9 +149,12 @@ def parse_args(argv=None):
     p.add_argument("--subs", default="1", help="subscriber counts N, comma list (default: %(default)s)")
     p.add_argument("--mib", type=int, default=64,
                    help="MiB of payload the publisher sends per trial (default: %(default)s)")
-    p.add_argument("--min-events", type=int, default=1000, help="at least this many events per trial (default: %(default)s)")
-    p.add_argument("--max-events", type=int, default=50000, help="at most this many events per trial (default: %(default)s)")
-    p.add_argument("--rounds", type=int, default=3, help="repetitions, systems interleaved; medians (default: %(default)s)")
+    p.add_argument("--min-events", type=int, default=1000,
+                   help="at least this many events per trial (default: %(default)s)")
+    p.add_argument("--max-events", type=int, default=50000,
+                   help="at most this many events per trial (default: %(default)s)")
+    p.add_argument("--rounds", type=int, default=3,
+                   help="repetitions, systems interleaved; medians (default: %(default)s)")
     p.add_argument("--decnet-args", default="", metavar="ARGS",
                    help="extra options for the decnet broker, e.g. '--max-stall-ms 50' (default: none)")
     p.add_argument("--json", metavar="FILE", help="write machine info, every trial and the medians as JSON")
@@ -211,7 +215,8 @@ def main(argv=None) -> int:
                         results.append(r)
                         if r["status"] == "ok":
                             extra = (f"{r['rate']:,.0f} ev/s {r['rate'] * size / 1e6:,.1f} MB/s lost={r['lost']} "
-                                     f"pub={fmt_us(r['pub_us'])}µs srv={fmt_us(r['srv_us'])}µs sub={fmt_us(r['sub_us'])}µs")
+                                     f"pub={fmt_us(r['pub_us'])}µs srv={fmt_us(r['srv_us'])}µs "
+                                     f"sub={fmt_us(r['sub_us'])}µs")
                         else:
                             extra = f"{r['status'].upper()}: {r.get('why')}"
                         print(f"  round {rnd} N={n} {size_label(size):>6} {s.name:<7} {time.monotonic() - t:5.1f}s "

@@ -134,7 +134,8 @@ def sweep_rows(results, systems, pubs_list) -> list[dict]:
     return rows
 
 
-FAIR_KEYS = ["delivered_pct", "jain_median", "jain_min", "jain4_median", "jain4_min", "jain_total", "minmax", "sent_minmax", "paced_delivered", "paced_rate",
+FAIR_KEYS = ["delivered_pct", "jain_median", "jain_min", "jain4_median", "jain4_min", "jain_total", "minmax",
+             "sent_minmax", "paced_delivered", "paced_rate",
              "p50_us", "p99_us", "p99_max_us", "flat_rate_per_sub", "flat_sent"]
 
 
@@ -177,14 +178,17 @@ def markdown(sweep: list[dict], fair: list[dict], args) -> str:
     if flat:
         out += [f"Flat out, {args.fair_pubs} publishers -> {args.fair_subs} subscribers, {args.seconds:g} s, "
                 f"{args.slice:g} s slices:", "",
-                f"| system | delivered | Jain per {args.slice:g} s, median | lowest | Jain per {4 * args.slice:g} s, median | lowest "
+                f"| system | delivered | Jain per {args.slice:g} s, median | lowest "
+                f"| Jain per {4 * args.slice:g} s, median | lowest "
                 "| Jain, whole run | min/max share delivered | min/max share sent |", "|" + "---|" * 9]
         for r in flat:
             if not r["ok"]:
                 out.append(f"| {r['system']} | failed: {r['why']} ||||||||")
                 continue
-            out.append(f"| {r['system']} | {f(r['delivered_pct'], '.1f')}% | {f(r['jain_median'], '.3f')} | {f(r['jain_min'], '.3f')} "
-                       f"| {f(r['jain4_median'], '.3f')} | {f(r['jain4_min'], '.3f')} | {f(r['jain_total'], '.3f')} | {f(r['minmax'], '.2f')} | {f(r['sent_minmax'], '.2f')} |")
+            cells = [f(r["delivered_pct"], ".1f") + "%"] + [f(r[k], ".3f") for k in (
+                "jain_median", "jain_min", "jain4_median", "jain4_min", "jain_total")]
+            cells += [f(r["minmax"], ".2f"), f(r["sent_minmax"], ".2f")]
+            out.append(f"| {r['system']} | " + " | ".join(cells) + " |")
         out.append("")
     mixed = [r for r in fair if r["variant"] in ("mixed", "paced")]
     if mixed:
@@ -299,12 +303,14 @@ def parse_args(argv=None):
     p.add_argument("--variants", default="flat,mixed,paced",
                    help="fairness trials, comma list of flat, mixed, paced; empty for none (default: %(default)s)")
     p.add_argument("--fair-pubs", type=int, default=10, help="publishers in the fairness trials (default: %(default)s)")
-    p.add_argument("--fair-subs", type=int, default=10, help="subscribers in the fairness trials (default: %(default)s)")
+    p.add_argument("--fair-subs", type=int, default=10,
+                   help="subscribers in the fairness trials (default: %(default)s)")
     p.add_argument("--seconds", type=float, default=3.0, help="length of a fairness trial (default: %(default)s)")
     p.add_argument("--slice", type=float, default=0.25, help="fairness time slice in seconds (default: %(default)s)")
     p.add_argument("--paced-rate", type=float, default=500.0,
                    help="events/s of each paced publisher (default: %(default)s)")
-    p.add_argument("--rounds", type=int, default=3, help="repetitions, systems interleaved; medians (default: %(default)s)")
+    p.add_argument("--rounds", type=int, default=3,
+                   help="repetitions, systems interleaved; medians (default: %(default)s)")
     p.add_argument("--decnet-args", default="", metavar="ARGS",
                    help="extra options for the decnet broker, e.g. '--max-stall-ms 50' (default: none)")
     p.add_argument("--json", metavar="FILE", help="write machine info, every trial and the medians as JSON")

@@ -40,10 +40,11 @@ def test_jain_is_one_for_equal_shares_and_one_over_n_for_one_taker():
 def test_flat_fairness_uses_whole_slices_while_every_publisher_published():
     # One subscriber, two publishers, 0.1 s slices; the first publisher stopped
     # 0.55 s after the subscriber's first event: slices 1..4 count, not 0 nor 5+.
-    r = {"pubs": 2, "subs": 1, "sent": [100, 100], "slice": 0.1, "firsts": [10.0], "t_sent_min": 10.55,
+    r = {"pubs": 2, "subs": 1, "sent": [100, 100], "delivered": 100, "expected": 200,
+         "slice": 0.1, "firsts": [10.0], "t_sent_min": 10.55,
          "per": [[60, 40]],
          "slices": [[[50, 5, 5, 5, 5, 0, 0], [0, 5, 5, 5, 5, 10, 10]]]}
     fr = scale_publishers.fairness(r, "flat", 500, 1.0)
     assert fr["jain_slices"] == 4 and fr["jain_min"] == pytest.approx(1.0)
     assert fr["jain4_slices"] == 1 and fr["jain4_median"] == pytest.approx(1.0)
-    assert fr["minmax"] == pytest.approx(40 / 60)
+    assert fr["minmax"] == pytest.approx(40 / 60) and fr["delivered_pct"] == pytest.approx(50)
