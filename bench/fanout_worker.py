@@ -13,6 +13,14 @@ published payload is an orjson dict padded to ~200 bytes::
     {"ph": 1, "seq": 17, "ts": 0.0, "decky": "d17", "state": "up", "pad": "xxx…"}
 
 ``seq`` -1 marks the end of a phase (sent ``END_MARKERS`` times).
+
+Options the scaling benchmarks (bench/scale_*.py) add to the config, none of
+which the fan-out benchmark sets: ``size`` pads the payload to that many bytes
+instead of 200; ``pid`` adds ``"p": pid`` to every payload of a publisher, one
+of ``pubs`` publishers, and subscribers then count per publisher
+(bench/scale_counter.py) and end a phase once every publisher's end marker
+came; ``seconds`` makes the throughput phase last that long instead of
+``events`` events (paced publishers send ``pub_rate * seconds``).
 """
 
 from __future__ import annotations
@@ -55,9 +63,20 @@ async def quietly(closing, timeout: float = 2.0) -> None:
         pass
 
 
-def make_pad() -> str:
+def make_pad(size: int = PAYLOAD_BYTES, pid=None) -> str:
     probe = {"ph": 1, "seq": 50000, "ts": 12345.678901, "decky": "d42", "state": "up", "pad": ""}
-    return "x" * max(0, PAYLOAD_BYTES - len(orjson.dumps(probe)))
+    if pid is not None:
+        probe["p"] = pid
+    return "x" * max(0, size - len(orjson.dumps(probe)))
+
+
+def make_counter(cfg: dict) -> "Counter":
+    """The subscriber's counter: per publisher when publishers are numbered."""
+    if cfg.get("pubs"):
+        from scale_counter import PerPublisherCounter  # beside this file
+
+        return PerPublisherCounter(cfg)
+    return Counter(cfg)
 
 
 class Control:
@@ -151,13 +170,17 @@ class Counter:
             lat = [round(s * 1e6, 1) for s in self.samples]
         emit(ev="done", ph=self.phase, n=self.n, gaps=self.gaps, gap_lost=self.gap_lost, holes=self.holes,
              reorders=self.reorders, stray=self.stray, first=self.first, last=self.last, cpu=cpu,
-             timeout=timeout, why=why, lat=lat)
+             timeout=timeout, why=why, lat=lat, **self.extra_done())
         if self.phase >= self.phases:
             self.done.set()
             return
         self.phase += 1
         self.go_time = None
         self._reset()
+
+    def extra_done(self) -> dict:
+        """More fields for the ``done`` message (subclasses)."""
+        return {}
 
     async def serve(self, ctl: Control, task=None, **ready) -> None:
         """Say ready, then count until the last phase ends (or goes idle);
@@ -196,7 +219,7 @@ class Counter:
 async def sub_decnet(cfg: dict, ctl: Control) -> None:
     from decnet.bus import ACCELERATED, UnixBus
 
-    counter = Counter(cfg)
+    counter = make_counter(cfg)
     bus = UnixBus(cfg["addr"], name="fanout-sub")
     await bus.connect(timeout=10)
     sub = bus.subscribe(SUB_PATTERN, maxsize=cfg["events"] + 1000)
@@ -220,7 +243,7 @@ async def sub_nats(cfg: dict, ctl: Control) -> None:
     import nats
     from nats.errors import SlowConsumerError
 
-    counter = Counter(cfg)
+    counter = make_counter(cfg)
     loads = orjson.loads
 
     async def on_error(exc):
@@ -246,7 +269,7 @@ async def sub_nats(cfg: dict, ctl: Control) -> None:
 async def sub_redis(cfg: dict, ctl: Control) -> None:
     import redis.asyncio as aioredis
 
-    counter = Counter(cfg)
+    counter = make_counter(cfg)
     loads = orjson.loads
     r = aioredis.Redis(unix_socket_path=cfg["addr"])
     ps = r.pubsub()
@@ -281,20 +304,23 @@ async def sub_zmq(cfg: dict, ctl: Control) -> None:
     import zmq
     import zmq.asyncio
 
-    counter = Counter(cfg)
+    counter = make_counter(cfg)
     loads = orjson.loads
     ctx = zmq.asyncio.Context()
     s = ctx.socket(zmq.SUB)
     s.setsockopt(zmq.RCVHWM, 0)
     s.setsockopt(zmq.LINGER, 0)
-    s.connect(cfg["addr"])
+    pubs = cfg.get("pubs") or 1
+    for i in range(pubs):  # no broker: one endpoint per publisher
+        s.connect(zmq_addr(cfg["addr"], i, pubs))
     s.setsockopt(zmq.SUBSCRIBE, b"decky.")
     s.setsockopt(zmq.SUBSCRIBE, ZMQ_WARMUP)
-    # Slow joiner: ready only once a warm-up message from the publisher got through.
-    while True:
-        topic, _ = await asyncio.wait_for(s.recv_multipart(), 30)
+    # Slow joiner: ready only once a warm-up message from each publisher got through.
+    warm = set()
+    while len(warm) < pubs:
+        topic, who = await asyncio.wait_for(s.recv_multipart(), 30)
         if topic == ZMQ_WARMUP:
-            break
+            warm.add(who)
 
     async def receive():
         on = counter.on
@@ -320,18 +346,25 @@ class Publisher:
     def __init__(self, cfg: dict, ctl: Control) -> None:
         self.cfg = cfg
         self.ctl = ctl
-        self.pad = make_pad()
+        self.pid = cfg.get("pid")
+        self.pad = make_pad(cfg.get("size") or PAYLOAD_BYTES, self.pid)
         self.deckies = [f"d{k}" for k in range(N_TOPICS)]
+        self.sent = 0  # events of the current phase sent (``seconds`` mode)
 
     async def run(self, send, flush, after_go=None) -> None:
         cfg = self.cfg
+        if self.pid is not None:
+            send = self.tagged(send)
         for phase in range(1, cfg["phases"] + 1):
             await self.ctl.expect("go")
             if after_go is not None:
                 after_go()
             cpu0 = cpu_seconds()
             t0 = monotonic()
-            if phase == 1 and cfg.get("pub_rate"):
+            self.sent = cfg["events"]
+            if phase == 1 and cfg.get("seconds"):
+                await self.for_seconds(send, cfg["seconds"], cfg.get("pub_rate"))
+            elif phase == 1 and cfg.get("pub_rate"):
                 await self.paced(send, 1, cfg["pub_rate"], cfg["events"])
             elif phase == 1:
                 await self.blast(send, cfg["events"])
@@ -344,7 +377,7 @@ class Publisher:
             await flush()
             t_flushed = monotonic()
             cpu_loop = cpu_seconds() - cpu0
-            emit(ev="sent", ph=phase, t0=t0, t_sent=t_sent, t_flushed=t_flushed, cpu_loop=cpu_loop)
+            emit(ev="sent", ph=phase, t0=t0, t_sent=t_sent, t_flushed=t_flushed, cpu_loop=cpu_loop, n=self.sent)
             await self.ctl.expect("stop")
             emit(ev="result", ph=phase, t0=t0, t_sent=t_sent, t_flushed=t_flushed, cpu_loop=cpu_loop,
                  cpu=cpu_seconds() - cpu0, **self.extra())
@@ -352,6 +385,34 @@ class Publisher:
 
     def extra(self) -> dict:
         return {}
+
+    def tagged(self, send):
+        """``send`` with this publisher's id added to every payload."""
+        pid = self.pid
+
+        async def send_tagged(k, d):
+            d["p"] = pid
+            await send(k, d)
+
+        return send_tagged
+
+    async def for_seconds(self, send, seconds: float, rate) -> None:
+        """Phase 1 for ``seconds``: paced at ``rate`` (stamped), or as fast as
+        the client allows (the clock read every 64 events)."""
+        if rate:
+            self.sent = int(rate * seconds)
+            await self.paced(send, 1, rate, self.sent)
+            return
+        deckies, pad = self.deckies, self.pad
+        end = monotonic() + seconds
+        i = 0
+        while True:
+            if i % 64 == 0 and monotonic() >= end:
+                break
+            k = i % N_TOPICS
+            await send(k, {"ph": 1, "seq": i, "ts": 0.0, "decky": deckies[k], "state": "up", "pad": pad})
+            i += 1
+        self.sent = i
 
     async def blast(self, send, events: int) -> None:
         deckies, pad = self.deckies, self.pad
@@ -449,7 +510,7 @@ async def pub_zmq(cfg: dict, ctl: Control) -> None:
     s = ctx.socket(zmq.PUB)
     s.setsockopt(zmq.SNDHWM, 0)
     s.setsockopt(zmq.LINGER, 0)
-    s.bind(cfg["addr"])
+    s.bind(zmq_addr(cfg["addr"], cfg.get("pid", 0), cfg.get("pubs") or 1))
     topics = [f"decky.d{k}.state".encode() for k in range(N_TOPICS)]
     dumps = orjson.dumps
     send_multipart = s.send_multipart
@@ -458,7 +519,7 @@ async def pub_zmq(cfg: dict, ctl: Control) -> None:
     async def warm():
         # Until go: keep sending warm-ups so late joiners see one and report ready.
         while warming:
-            await send_multipart([ZMQ_WARMUP, b""])
+            await send_multipart([ZMQ_WARMUP, str(cfg.get("pid", 0)).encode()])
             await asyncio.sleep(0.02)
 
     def stop_warm():
@@ -479,6 +540,11 @@ async def pub_zmq(cfg: dict, ctl: Control) -> None:
     await warm_task
     s.close(linger=0)
     ctx.term()
+
+
+def zmq_addr(addr: str, pid: int, pubs: int) -> str:
+    """Publisher ``pid``'s endpoint: ``addr`` itself when it is the only one."""
+    return addr if pubs == 1 else f"{addr}-{pid}"
 
 
 SUBS = {"decnet": sub_decnet, "nats": sub_nats, "redis": sub_redis, "zmq": sub_zmq}
