@@ -100,6 +100,9 @@ class ClientProtocol(asyncio.Protocol):
 
     def connection_lost(self, exc: Optional[Exception]) -> None:
         self.lost = True
+        if self.watch is not None:
+            self.watch.close()
+            self.watch = None
         self.resume_writing()
         self._fail_pongs("the connection to the broker was lost")
         if self._keepalive is not None:
@@ -164,8 +167,9 @@ class ClientProtocol(asyncio.Protocol):
                 # The first sample only marks: a buffer that drains within one
                 # tick (the usual case) costs no reading of /proc at all.
                 sample = self.watch.sample()
-                if sample is None:
-                    self.watch = None  # gone, or not visible any more
+                if sample is None:  # gone: from here on, the buffer alone decides
+                    self.watch.close()
+                    self.watch = None
                 elif mark is not None and working(mark, sample):
                     work = now
                 mark = sample

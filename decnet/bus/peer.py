@@ -17,6 +17,7 @@ its send buffer alone.
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 import struct
 from typing import NamedTuple, Optional
@@ -43,15 +44,21 @@ class Sample(NamedTuple):
 
 
 class PeerWatch:
-    """Readings of one process from /proc; ``sample()`` is None once it is gone
-    (or its pid belongs to another process: the start time is checked)."""
+    """Readings of one process from /proc, through descriptors opened once
+    (a reading is then one pread, a few µs; and a descriptor stays bound to
+    the process it was opened on, so a pid used again by another process is
+    never read). ``sample()`` is None once the process is gone; ``close()``
+    when done."""
 
-    __slots__ = ("pid", "_start", "_schedstat")
+    __slots__ = ("pid", "_stat", "_schedstat")
 
-    def __init__(self, pid: int, start: str) -> None:
+    def __init__(self, pid: int) -> None:
         self.pid = pid
-        self._start = start
-        self._schedstat = True
+        self._stat = os.open(f"/proc/{pid}/stat", os.O_RDONLY)
+        try:
+            self._schedstat: Optional[int] = os.open(f"/proc/{pid}/schedstat", os.O_RDONLY)
+        except OSError:
+            self._schedstat = None
 
     @classmethod
     def of(cls, transport: asyncio.BaseTransport) -> Optional["PeerWatch"]:
@@ -60,29 +67,41 @@ class PeerWatch:
         pid = peercred(transport)[0]
         if pid <= 0:
             return None
-        fields = _stat(pid)
-        if fields is None:
+        try:
+            watch = cls(pid)
+        except OSError:
             return None
-        watch = cls(pid, fields[19])
-        return watch if watch.sample() is not None else None
+        if watch.sample() is None:
+            watch.close()
+            return None
+        return watch
 
     def sample(self) -> Optional[Sample]:
-        fields = _stat(self.pid)
-        if fields is None or fields[19] != self._start:
+        if self._stat is None:
             return None
-        busy = -1
-        if self._schedstat:
-            try:
-                with open(f"/proc/{self.pid}/schedstat", "rb") as f:
-                    on_cpu, waiting, _ = f.read().split()
+        try:
+            line = os.pread(self._stat, 1024, 0)
+            busy = -1
+            if self._schedstat is not None:
+                on_cpu, waiting, _ = os.pread(self._schedstat, 128, 0).split()
                 busy = int(on_cpu) + int(waiting)
-            except (OSError, ValueError):
-                self._schedstat = False
+        except (OSError, ValueError):
+            return None
+        if not line:
+            return None
+        # The command name is in parentheses and may itself hold spaces or ')'.
+        fields = line[line.rfind(b")") + 2:].split()
         if busy < 0:
             # No schedstat: CPU time in clock ticks (coarse; misses time spent
             # waiting for a CPU, which the state letter R still shows).
             busy = (int(fields[11]) + int(fields[12])) * 10_000_000
-        return Sample(fields[0], busy)
+        return Sample(fields[0].decode("ascii", "replace"), busy)
+
+    def close(self) -> None:
+        for fd in (self._stat, self._schedstat):
+            if fd is not None:
+                os.close(fd)
+        self._stat = self._schedstat = None
 
 
 def working(before: Sample, now: Sample) -> bool:
@@ -91,14 +110,3 @@ def working(before: Sample, now: Sample) -> bool:
     CPU) spent since ``before``."""
     return now.state in "RD" or now.busy_ns > before.busy_ns
 
-
-def _stat(pid: int) -> Optional[list[str]]:
-    """The fields of /proc/PID/stat after the command name (index 0 is the
-    state); None if it cannot be read."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            line = f.read()
-    except OSError:
-        return None
-    # The command name is in parentheses and may itself hold spaces or ')'.
-    return line[line.rfind(b")") + 2:].decode("ascii", "replace").split()
