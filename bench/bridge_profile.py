@@ -80,14 +80,14 @@ def main() -> int:
     if args.events < 1:
         parser.error("--events must be >= 1")
 
-    from decnet.bus.bridge import core
+    from decnet.bus.bridge import core, wire
     from decnet.bus.bridge.config import BridgeConfig
     from decnet.bus.testing import BrokerProcess
     from decnet.bus.testing.federation import NatsServer
 
     if args.plain:
-        core._headed_supported = lambda: False
-        core._read_headers_fast = lambda nc: None
+        wire.headed_supported = lambda: False
+        wire.read_headers_fast = lambda nc: None
     export = args.direction == "export"
     with NatsServer() as nats_server, BrokerProcess(None, "--log-level", "warning") as broker:
         config = BridgeConfig(servers=[nats_server.url], name="me", socket=str(broker.path), health_interval=0,

@@ -614,10 +614,10 @@ def test_fast_header_reader_agrees_with_nats_py(block):
     """The bridge's own reader of its header block gives what nats-py's parser gives, for any block."""
     from nats.aio.client import Client
 
-    from decnet.bus.bridge.core import _read_headers_fast
+    from decnet.bus.bridge.wire import read_headers_fast
 
     nc = Client()
-    _read_headers_fast(nc)
+    read_headers_fast(nc)
     assert "_process_headers" in vars(nc), "the reader was not installed on this nats-py"
 
     async def both():

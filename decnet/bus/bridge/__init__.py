@@ -2,8 +2,12 @@
 
 ``mapping`` holds the rules (names on both sides, what may cross, the loop
 guards), pure; ``config`` what a bridge is told; ``core`` the ``Bridge``
-itself; ``worker`` the process. nats-py (the ``bridge`` extra) is imported
-only when a bridge connects, so importing this package needs nothing extra.
+itself, which wires its parts: ``export_pump`` (local → NATS),
+``import_pump`` (NATS → local), ``nats_link`` (the NATS connection, kept),
+``wire`` (the header block on the NATS wire), ``notices`` (the bridge's own
+events) and ``logs``; ``worker`` the process. nats-py (the ``bridge`` extra)
+is imported only when a bridge connects, so importing this package needs
+nothing extra.
 """
 
 from __future__ import annotations
