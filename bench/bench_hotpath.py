@@ -4,6 +4,8 @@ Run: ``make bench`` (or ``pytest bench --benchmark-only``); ``bench/ratios.py``
 turns a ``--benchmark-json`` file into the ratios quoted in docs/BENCHMARKS.md.
 """
 
+import itertools
+
 import orjson
 import pytest
 
@@ -73,6 +75,18 @@ def test_lookup_10_uncached(benchmark, impl):
     """Index lookup among just the 10 matching subscriptions, cache off: the baseline for 10k."""
     index = build_index(impl, 10, cache_size=0)
     assert len(benchmark(index.lookup, TOPIC)) == 10
+
+
+@pytest.mark.benchmark(group="lookup-10k-missing")
+def test_lookup_10k_missing(benchmark, impl):
+    """Index lookup among 10,000 subscriptions, cache on and full, every topic new
+    to it (6,400 topics cycled past a 1,024-entry cache): walk, store, evict."""
+    index = build_index(impl, 10_000, cache_size=1024)
+    topics = itertools.cycle([f"decky.d{k}.state" for k in range(6400)])
+    for _ in range(6400):
+        index.lookup(next(topics))
+    benchmark(lambda: index.lookup(next(topics)))
+    assert index.cached == 1024
 
 
 def _decode(impl, chunk, relay):
