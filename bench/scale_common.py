@@ -29,9 +29,11 @@ WORKER = os.path.join(HERE, "scale_worker.py")
 
 class Server:
     """One server for one trial: ``system`` is decnet, nats or redis;
-    ``address`` is what scale_worker.py connects to; ``pid`` what is read."""
+    ``address`` is what scale_worker.py connects to; ``pid`` what is read.
+    ``root``: the checkout the decnet broker runs from (another one for a
+    baseline, built in place)."""
 
-    def __init__(self, system: str, tmp: str, decnet_args: tuple = ()) -> None:
+    def __init__(self, system: str, tmp: str, decnet_args: tuple = (), root: str = ROOT) -> None:
         self.system = system
         self.tmp = tmp
         self.proc = None
@@ -39,9 +41,11 @@ class Server:
         log = os.path.join(tmp, "server.log")
         if system == "decnet":
             env = {k: v for k, v in os.environ.items() if k != "DECNET_BUS_NO_EXTENSIONS"}
+            if root != ROOT:  # another checkout's broker (a baseline): its code first
+                env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, env.get("PYTHONPATH")]))
             self.broker = BrokerProcess(os.path.join(tmp, "bus.sock"), "--log-level", "warning", *decnet_args,
                                         env=env, workdir=tmp)
-            self.broker.start(cwd=ROOT, stdin=subprocess.DEVNULL, start_new_session=True, preexec_fn=_pdeathsig)
+            self.broker.start(cwd=root, stdin=subprocess.DEVNULL, start_new_session=True, preexec_fn=_pdeathsig)
             self.proc = self.broker.proc
             _live.append(self.proc)
             self.address = str(self.broker.path)

@@ -52,10 +52,12 @@ import sys
 import threading
 import time
 
-from scale_common import Server, Workers, load, machine_info, stop_many, tmpdir, _live
+from scale_common import ROOT, Server, Workers, load, machine_info, stop_many, tmpdir, _live
 
 from decnet.bus.protocol import encode
 
+#: Runs only with --baseline: the decnet broker of another checkout.
+BASELINE = "decnet-base"
 GROUPS = 100
 KEYS = 64
 MATCHING = 10  # subscriptions matching every event in the fixed series
@@ -169,13 +171,14 @@ def trial(system: str, mode: str, total: int, args) -> dict:
            "load_before": round(load(), 2)}
     tmp = tmpdir(f"scale-subs-{system}-")
     server = workers = pub = None
+    kind = "decnet" if system == BASELINE else system
     try:
-        server = Server(system, tmp)
+        server = Server(kind, tmp, root=args.baseline if system == BASELINE else ROOT)
         time.sleep(0.3)
         rss0 = server.rss()
-        patterns, expect = plan(system, mode, total, args.conns, events)
+        patterns, expect = plan(kind, mode, total, args.conns, events)
         t = time.monotonic()
-        workers = Workers(system, server.address, patterns, args.workers, tmp)
+        workers = Workers(kind, server.address, patterns, args.workers, tmp)
         res["setup_s"] = round(time.monotonic() - t, 2)
         time.sleep(0.5)
         res["rss_mib"] = round(server.rss() / 2**20, 2)
@@ -183,7 +186,7 @@ def trial(system: str, mode: str, total: int, args) -> dict:
         c0 = server.cpu()
         time.sleep(1.0)
         res["idle_cpu_pct"] = round((server.cpu() - c0) * 100, 3)
-        pub = Publisher(system, server.address)
+        pub = Publisher(kind, server.address)
         want = sum(expect)
         cpu0, t0 = server.cpu(), time.monotonic()
         res["publish_s"] = round(pub.run(events, rate, args.batch), 3)
@@ -264,13 +267,13 @@ def chart(rows: list[dict], path: str) -> str | None:
         import matplotlib.pyplot as plt
     except ImportError:
         return "matplotlib not installed: no chart"
-    colours = {"decnet": "#1f77b4", "nats": "#2ca02c", "redis": "#d62728"}
+    colours = {"decnet": "#1f77b4", BASELINE: "#7f7f7f", "nats": "#2ca02c", "redis": "#d62728"}
     panels = [("pct", "us_per_publish", "1 % matching: server CPU per publish"),
               ("pct", "us_per_delivery", "1 % matching: server CPU per delivery"),
               ("fixed", "us_per_publish", "10 matching + non-matching filler:\nserver CPU per publish")]
     fig, axes = plt.subplots(1, 3, figsize=(16, 4.8))
     for ax, (mode, metric, title) in zip(axes, panels):
-        for system in ("decnet", "nats", "redis"):
+        for system in ("decnet", BASELINE, "nats", "redis"):
             pts = sorted((r["subs"], r[metric], r[metric + "_range"]) for r in rows if r["mode"] == mode and r["system"] == system)
             if not pts:
                 continue
@@ -298,6 +301,8 @@ def chart(rows: list[dict], path: str) -> str | None:
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--systems", default="decnet,nats,redis", help="comma list of decnet, nats, redis (default: all three)")
+    p.add_argument("--baseline", metavar="CHECKOUT",
+                   help=f"also run {BASELINE}: the broker of this checkout (built in place), interleaved with decnet")
     p.add_argument("--modes", default="pct,fixed", help="series: pct (1 %% matching), fixed (10 matching + filler)")
     p.add_argument("--sizes", default="100,1000,3000,10000", help="total subscriptions, comma list (multiples of 100)")
     p.add_argument("--conns", type=int, default=1000, help="connections holding them (default 1000)")
@@ -324,6 +329,8 @@ def main(argv=None) -> int:
         if s != "decnet" and not shutil.which(f"{s}-server"):
             print(f"{s}-server not found: skipped (bash bench/peers.sh installs it)", file=sys.stderr)
     systems = [s for s in systems if s == "decnet" or shutil.which(f"{s}-server")]
+    if args.baseline:
+        systems.insert(1, BASELINE)
     sizes = [int(x) for x in args.sizes.split(",")]
     modes = [m for m in args.modes.split(",") if m]
     info = machine_info()
