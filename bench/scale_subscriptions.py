@@ -31,7 +31,9 @@ threads), publishes at ``--rate`` events/s in batches of ``--batch`` frames
 delivery (or 5 s pass without progress), reads the CPU time again. Reported:
 server CPU per publish and per delivery over that span, the deliveries each
 connection got against what its patterns match (lost = fewer, extra =
-more), server RSS after subscribing. Systems and series interleave within a
+more), server RSS after subscribing, and the server's write-like system
+calls per publish (/proc/PID/io: libuv's ``writev``; redis and Go use
+``write`` too, so theirs count as well). Systems and series interleave within a
 round; tables are medians over ``--rounds`` with the range. Redis matches
 patterns by walking every one of them per publish, so it runs at
 ``--redis-rate`` for ``--redis-events``.
@@ -48,6 +50,7 @@ import os
 import shutil
 import socket
 import statistics
+import subprocess
 import sys
 import threading
 import time
@@ -55,6 +58,7 @@ import time
 from scale_common import ROOT, Server, Workers, load, machine_info, stop_many, tmpdir, _live
 
 from decnet.bus.protocol import encode
+from decnet.bus.testing import syscalls
 
 #: Runs only with --baseline: the decnet broker of another checkout.
 BASELINE = "decnet-base"
@@ -188,6 +192,14 @@ def trial(system: str, mode: str, total: int, args) -> dict:
         res["idle_cpu_pct"] = round((server.cpu() - c0) * 100, 3)
         pub = Publisher(kind, server.address)
         want = sum(expect)
+        spy = None
+        if args.py_spy and kind == "decnet":
+            out = os.path.join(args.py_spy, f"{system}-{mode}-{total}.txt")
+            spy = subprocess.Popen(["py-spy", "record", "--native", "-r", "500", "-p", str(server.pid), "-d",
+                                    str(int(events / rate) + 1), "-f", "raw", "-o", out],
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            time.sleep(1.0)  # py-spy attaches
+        io0 = syscalls(server.pid)
         cpu0, t0 = server.cpu(), time.monotonic()
         res["publish_s"] = round(pub.run(events, rate, args.batch), 3)
         got, seen, progress = 0, -1, time.monotonic()
@@ -202,6 +214,12 @@ def trial(system: str, mode: str, total: int, args) -> dict:
                 break
             time.sleep(0.1)
         cpu1, t1 = server.cpu(), time.monotonic()
+        io1 = syscalls(server.pid)
+        if spy is not None:
+            spy.wait(30)
+        # Linux's syscr/syscw: read/write/readv/writev (libuv's), not recv/send (redis, Go).
+        res["reads_per_publish"] = round((io1[0] - io0[0]) / events, 3)
+        res["writes_per_publish"] = round((io1[1] - io0[1]) / events, 3)
         time.sleep(0.3)
         counts = workers.counts()  # anything past the expected number counts as extra
         res["span_s"] = round(t1 - t0, 3)
@@ -240,21 +258,22 @@ def medians(results: list[dict]) -> list[dict]:
             continue
         row = {"mode": mode, "subs": subs, "system": system, "rounds": len(ok),
                "matching_per_event": ok[0]["matching_per_event"], "lost": [r["lost"] for r in ok], "extra": [r["extra"] for r in ok]}
-        for k in ("us_per_publish", "us_per_delivery", "rss_mib", "rss_per_sub_b", "setup_s", "idle_cpu_pct"):
-            vals = [r[k] for r in ok]
-            row[k] = statistics.median(vals)
-            row[k + "_range"] = (min(vals), max(vals))
+        for k in ("us_per_publish", "us_per_delivery", "rss_mib", "rss_per_sub_b", "setup_s", "idle_cpu_pct", "writes_per_publish"):
+            vals = [r[k] for r in ok if r.get(k) is not None]
+            row[k] = statistics.median(vals) if vals else None
+            row[k + "_range"] = (min(vals), max(vals)) if vals else None
         rows.append(row)
     return rows
 
 
 def markdown(rows: list[dict]) -> str:
-    out = ["| series | system | subscriptions | matching per event | server µs/publish (median, range) | server µs/delivery | lost | extra | RSS MiB |",
-           "|---|---|---:|---:|---|---:|---|---|---:|"]
+    out = ["| series | system | subscriptions | matching per event | server µs/publish (median, range) | server µs/delivery | server writes/publish | lost | extra | RSS MiB |",
+           "|---|---|---:|---:|---|---:|---:|---|---|---:|"]
     for r in rows:
         lo, hi = r["us_per_publish_range"]
         out.append(f"| {r['mode']} | {r['system']} | {r['subs']:,} | {r['matching_per_event']:g} | "
                    f"{r['us_per_publish']:.2f} ({lo:.2f}–{hi:.2f}) | {r['us_per_delivery']:.3f} | "
+                   f"{'—' if r['writes_per_publish'] is None else format(r['writes_per_publish'], '.2f')} | "
                    f"{'/'.join(map(str, r['lost']))} | {'/'.join(map(str, r['extra']))} | {r['rss_mib']:.1f} |")
     return "\n".join(out) + "\n"
 
@@ -314,6 +333,8 @@ def parse_args(argv=None):
     p.add_argument("--redis-rate", type=float, default=1000, help="redis events/s (default 1000)")
     p.add_argument("--rounds", type=int, default=3, help="rounds; systems and series interleave in each (default 3)")
     p.add_argument("--quick", action="store_true", help="a smoke run: sizes 100,1000, 2,000 events, 1 round, 200 connections")
+    p.add_argument("--py-spy", metavar="DIR", help="profile each decnet broker while it routes (py-spy record --native, "
+                   "raw collapsed stacks in DIR; py-spy on PATH); its sampling costs the broker CPU, so not with the measured runs")
     p.add_argument("--json", help="write every trial and the medians here")
     p.add_argument("--png", help="write the chart here")
     args = p.parse_args(argv)
