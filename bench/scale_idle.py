@@ -40,11 +40,13 @@ import time
 
 from scale_common import Server, Workers, load, machine_info, stop_many, tmpdir, _live
 
+from decnet.bus.testing import syscalls
+
 KINDS = {"decnet": ["hello", "sub", "client"], "nats": ["connect", "sub"], "redis": ["bare", "sub"]}
 
 
 def patterns(kind: str, n: int) -> list[list[str]]:
-    if kind == "sub":
+    if kind in ("sub", "client"):
         return [[f"idle.c{i}.state"] for i in range(n)]
     return [[] for _ in range(n)]
 
@@ -67,9 +69,11 @@ def trial(system: str, kind: str, n: int, args) -> dict:
         rss1 = server.rss()
         res["rss_mib"] = round(rss1 / 2**20, 2)
         res["rss_per_conn_kib"] = round((rss1 - rss0) / n / 1024, 2) if n else None
-        c0 = server.cpu()
+        io0, c0 = syscalls(server.pid), server.cpu()
         time.sleep(args.idle)
-        cpu = server.cpu() - c0
+        cpu, io1 = server.cpu() - c0, syscalls(server.pid)
+        # Linux's syscr: read/readv (libuv's, redis's, Go's); every request a client sends is one.
+        res["reads_per_s"] = round((io1[0] - io0[0]) / args.idle, 1)
         res["idle_cpu_ms_per_s"] = round(cpu / args.idle * 1000, 3)
         res["idle_cpu_us_per_conn_s"] = round(cpu / args.idle / n * 1e6, 3) if n else None
         res["status"] = "ok"
@@ -92,7 +96,7 @@ def medians(results: list[dict]) -> list[dict]:
         if not ok:
             continue
         row = {"system": key[0], "kind": key[1], "conns": key[2], "rounds": len(ok)}
-        for k in ("rss_empty_mib", "rss_mib", "rss_per_conn_kib", "idle_cpu_ms_per_s", "idle_cpu_us_per_conn_s", "setup_s"):
+        for k in ("rss_empty_mib", "rss_mib", "rss_per_conn_kib", "idle_cpu_ms_per_s", "idle_cpu_us_per_conn_s", "setup_s", "reads_per_s"):
             vals = [r[k] for r in ok if r.get(k) is not None]
             row[k] = statistics.median(vals) if vals else None
             row[k + "_range"] = (min(vals), max(vals)) if vals else None
@@ -102,12 +106,12 @@ def medians(results: list[dict]) -> list[dict]:
 
 
 def markdown(rows: list[dict]) -> str:
-    out = ["| system | connections | kind | RSS empty MiB | RSS MiB | RSS per connection KiB | idle CPU ms/s | idle CPU µs/s per connection |",
-           "|---|---:|---|---:|---:|---:|---:|---:|"]
+    out = ["| system | connections | kind | RSS empty MiB | RSS MiB | RSS per connection KiB | idle CPU ms/s | idle CPU µs/s per connection | server reads/s |",
+           "|---|---:|---|---:|---:|---:|---:|---:|---:|"]
     f = lambda v, p: "—" if v is None else f"{v:.{p}f}"  # noqa: E731
     for r in rows:
         out.append(f"| {r['system']} | {r['conns']:,} | {r['kind']} | {f(r['rss_empty_mib'], 1)} | {f(r['rss_mib'], 1)} | "
-                   f"{f(r['rss_per_conn_kib'], 1)} | {f(r['idle_cpu_ms_per_s'], 2)} | {f(r['idle_cpu_us_per_conn_s'], 2)} |")
+                   f"{f(r['rss_per_conn_kib'], 1)} | {f(r['idle_cpu_ms_per_s'], 2)} | {f(r['idle_cpu_us_per_conn_s'], 2)} | {f(r.get('reads_per_s'), 1)} |")
     return "\n".join(out) + "\n"
 
 
@@ -133,7 +137,7 @@ def chart(rows: list[dict], path: str) -> str | None:
                             label=f"{system} {kind}")
         ax.set_xscale("log")
         if metric == "idle_cpu_ms_per_s":
-            ax.set_yscale("symlog", linthresh=0.1)
+            ax.set_yscale("log")
         ax.set_xlabel("idle connections")
         ax.set_title(title, fontsize=10)
         ax.grid(True, which="both", alpha=0.3)
@@ -154,6 +158,8 @@ def parse_args(argv=None):
     p.add_argument("--idle", type=float, default=10.0, help="seconds of idle CPU measured (default 10: two heartbeats)")
     p.add_argument("--rounds", type=int, default=1, help="rounds (default 1)")
     p.add_argument("--quick", action="store_true", help="a smoke run: sizes 0,10,100, 2 s idle")
+    p.add_argument("--merge", nargs="+", metavar="JSON", help="run nothing: print the table and draw --png from saved "
+                   "--json files, a later file's rows replacing the same system/kind/size of an earlier one")
     p.add_argument("--json", help="write every trial and the medians here")
     p.add_argument("--png", help="write the chart here")
     args = p.parse_args(argv)
@@ -164,6 +170,18 @@ def parse_args(argv=None):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    if args.merge:
+        merged: dict = {}
+        for path in args.merge:
+            with open(path) as f:
+                for r in json.load(f)["rows"]:
+                    merged[(r["system"], r["kind"], r["conns"])] = r
+        rows = sorted(merged.values(), key=lambda r: (list(KINDS).index(r["system"]), r["kind"] != "none",
+                                                      KINDS[r["system"]].index(r["kind"]) if r["kind"] in KINDS[r["system"]] else -1, r["conns"]))
+        print(markdown(rows))
+        if args.png:
+            chart(rows, args.png)
+        return 0
     systems = [s for s in args.systems.split(",") if s == "decnet" or shutil.which(f"{s}-server")]
     sizes = [int(x) for x in args.sizes.split(",")]
     wanted = set(args.kinds.split(",")) if args.kinds else None

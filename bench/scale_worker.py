@@ -133,7 +133,7 @@ class ClientConn:
 
     @property
     def count(self) -> int:
-        return sum(len(s) for s in self.subs)
+        return sum(s.queued for s in self.subs)
 
 
 async def _open_client(address: str, patterns: list[str], i: int) -> ClientConn:
