@@ -4,6 +4,8 @@ Run: ``make bench`` (or ``pytest bench --benchmark-only``); ``bench/ratios.py``
 turns a ``--benchmark-json`` file into the ratios quoted in docs/BENCHMARKS.md.
 """
 
+import itertools
+
 import orjson
 import pytest
 
@@ -75,6 +77,18 @@ def test_lookup_10_uncached(benchmark, impl):
     assert len(benchmark(index.lookup, TOPIC)) == 10
 
 
+@pytest.mark.benchmark(group="lookup-10k-missing")
+def test_lookup_10k_missing(benchmark, impl):
+    """Index lookup among 10,000 subscriptions, cache on and full, every topic new
+    to it (6,400 topics cycled past a 1,024-entry cache): walk, store, evict."""
+    index = build_index(impl, 10_000, cache_size=1024)
+    topics = itertools.cycle([f"decky.d{k}.state" for k in range(6400)])
+    for _ in range(6400):
+        index.lookup(next(topics))
+    benchmark(lambda: index.lookup(next(topics)))
+    assert index.cached == 1024
+
+
 def _decode(impl, chunk, relay):
     return list(impl.FrameDecoder(relay=relay).feed(chunk))
 
@@ -143,6 +157,22 @@ def test_broker_read_64k_to_10(benchmark, impl):
     """The broker's side of one 64 KiB read of PUBs: check, look up and queue each on 10 subscribers' outboxes."""
     chunk = pub_chunk(impl)
     routed = benchmark.pedantic(_broker_read, setup=lambda: _broker_setup(impl, chunk, 10), rounds=2000)
+    assert routed == 10 * (len(chunk) // 200)
+
+
+def _broker_setup_warm(impl, chunk, subscribers):
+    args, kwargs = _broker_setup(impl, chunk, subscribers)
+    index = args[2]
+    for k in range(100):  # every topic of the chunk already cached, as in a running broker
+        index.lookup(f"decky.d{k}.state")
+    return args, kwargs
+
+
+@pytest.mark.benchmark(group="broker-read-64k-to-10-warm")
+def test_broker_read_64k_to_10_warm(benchmark, impl):
+    """``broker_read_64k_to_10`` with the index's cache already holding the read's topics (the steady state)."""
+    chunk = pub_chunk(impl)
+    routed = benchmark.pedantic(_broker_read, setup=lambda: _broker_setup_warm(impl, chunk, 10), rounds=2000)
     assert routed == 10 * (len(chunk) // 200)
 
 

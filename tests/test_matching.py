@@ -161,3 +161,35 @@ def test_cache_off_caches_nothing(impl):
     index.add(">", "s")
     index.lookup("a")
     assert index.cached == 0
+
+
+def test_full_cache_evicts_the_oldest_topic_even_after_invalidation(impl):
+    """The cache is first in, first out: a pattern added or removed drops the
+    cached topics it matches, and the rest keep their order of arrival."""
+    index = impl.SubscriptionIndex(cache_size=4)
+    index.add(">", "s")
+    for topic in ("a.1", "a.2", "b.1", "b.2"):
+        index.lookup(topic)
+    index.add("a.*", "t")  # drops a.1 and a.2
+    assert index.cached == 2
+    for topic in ("c.1", "c.2", "c.3"):  # the third evicts the oldest left, b.1
+        index.lookup(topic)
+    assert index.cached == 4
+    index.add("b.1", "u")  # nothing cached to drop if b.1 was the one evicted
+    assert index.cached == 4
+    index.add("b.2", "u")  # b.2 is still cached
+    assert index.cached == 3
+    assert set(index.lookup("b.1")) == {"s", "u"}
+
+
+def test_a_cache_that_every_lookup_misses_stays_right_and_bounded(impl):
+    index = impl.SubscriptionIndex(cache_size=16)
+    index.add("t.*", "star")
+    for i in range(2000):
+        topic = f"t.{i % 100}"
+        want = {"star", "even"} if i % 100 == 0 and i >= 1000 else {"star"}
+        if i == 1000:
+            index.add("t.0", "even")
+        assert set(index.lookup(topic)) == want
+        assert index.cached <= 16
+    assert index.cached == 16

@@ -111,6 +111,13 @@ cdef class SubscriptionIndex:
     cdef dict _entries   # subscriber -> _Entry, shared by all its patterns
     cdef _Found _found
     cdef public Py_ssize_t cache_size
+    # The cached topics in order of arrival, oldest at _head once the cache
+    # is full (a ring), so the oldest is found without iterating the dict:
+    # next(iter(cache)) scans the holes every deletion leaves at its front,
+    # hundreds of them per miss once every lookup misses. Always the same
+    # keys as _cache.
+    cdef list _ring
+    cdef Py_ssize_t _head
 
     def __init__(self, Py_ssize_t cache_size=DEFAULT_CACHE_SIZE):
         if cache_size < 0:
@@ -118,6 +125,8 @@ cdef class SubscriptionIndex:
         self._root = _Node()
         self._count = 0
         self._cache = {}
+        self._ring = []
+        self._head = 0
         self._entries = {}
         self.cache_size = cache_size
 
@@ -246,12 +255,27 @@ cdef class SubscriptionIndex:
             Py_INCREF(subscriber)  # PyTuple_SET_ITEM steals it
             PyTuple_SET_ITEM(found, j, subscriber)
         if self.cache_size:
-            if len(self._cache) >= self.cache_size:
-                del self._cache[next(iter(self._cache))]
-            PyDict_SetItem(self._cache, topic, found)
+            self._store(topic, found)
         return found
 
+    cdef int _store(self, str topic, tuple found) except -1:
+        cdef list ring = self._ring
+        cdef Py_ssize_t n = len(ring)
+        if len(self._cache) >= self.cache_size and n:
+            del self._cache[ring[self._head]]
+            ring[self._head] = topic
+            self._head = (self._head + 1) % n
+        else:
+            ring.append(topic)
+        PyDict_SetItem(self._cache, topic, found)
+        return 0
+
     cdef _invalidate(self, list ptokens):
+        cdef list stale
         if self._cache:
-            for topic in [t for t in self._cache if _match_tokens(ptokens, <str>t)]:
-                del self._cache[topic]
+            stale = [t for t in self._cache if _match_tokens(ptokens, <str>t)]
+            if stale:
+                for topic in stale:
+                    del self._cache[topic]
+                self._ring = list(self._cache)  # a dict keeps insertion order: oldest first
+                self._head = 0

@@ -61,6 +61,13 @@ class SubscriptionIndex:
         self._root = _Node()
         self._count = 0
         self._cache: dict = {}
+        # The cached topics in order of arrival, oldest at _head once the
+        # cache is full (a ring), so the oldest is found without iterating the
+        # dict: next(iter(cache)) scans the holes every deletion leaves at its
+        # front, hundreds of them per miss once every lookup misses. Always
+        # the same keys as _cache.
+        self._ring: list = []
+        self._head = 0
         self.cache_size = cache_size
 
     def __len__(self) -> int:
@@ -147,16 +154,25 @@ class SubscriptionIndex:
         _collect(self._root, topic.split("."), 0, out)
         found = tuple(out)
         if self.cache_size:
-            if len(cache) >= self.cache_size:
-                del cache[next(iter(cache))]
+            ring = self._ring
+            if len(cache) >= self.cache_size and ring:
+                del cache[ring[self._head]]
+                ring[self._head] = topic
+                self._head = (self._head + 1) % len(ring)
+            else:
+                ring.append(topic)
             cache[topic] = found
         return found
 
     def _invalidate(self, ptokens: list) -> None:
         cache = self._cache
         if cache:
-            for topic in [t for t in cache if _match_tokens(ptokens, t)]:
-                del cache[topic]
+            stale = [t for t in cache if _match_tokens(ptokens, t)]
+            if stale:
+                for topic in stale:
+                    del cache[topic]
+                self._ring = list(cache)  # a dict keeps insertion order: oldest first
+                self._head = 0
 
 
 def _child(node: _Node, token: str) -> _Node:
