@@ -23,10 +23,11 @@ from decnet.bus.peer import PeerWatch, working
 from decnet.bus.testing import BrokerProcess, Raw
 from decnet.bus.testing.raw import Follower, encode
 from decnet.bus.testing.slow import Unsupported, cpu_quota, stop_bursts
+from stress import report, scale
 
 WAIT = 60.0
-EVENTS = 20_000
-PAYLOAD = {"pad": "x" * 180}  # ~230-byte frames: ~4.6 MB in all, 4x the send buffer's mark
+EVENTS = scale(20_000, 400_000)
+PAYLOAD = {"pad": "x" * 180}  # ~230-byte frames: 4.6 MB in all (long: 92 MB), 4x the send buffer's mark
 
 
 def start(path, impl, loop_name):
@@ -87,6 +88,9 @@ def test_a_broker_starved_of_cpu_paces_the_publisher_and_loses_nothing(sockdir, 
             # The case at stake did happen: the broker was held back, and the
             # publisher waited longer than the bound for a stopped broker.
             assert throttled > 0 and longest > PUBLISH_WAIT, (throttled, longest)
+            report("cpu-starved broker", twin="pure" if impl is _pure else "compiled", loop=loop_name, events=EVENTS,
+                   lost=EVENTS - follower.count, dropped=pub.dropped, throttled_periods=throttled,
+                   longest_publish_s=round(longest, 3))
             await pub.close()
 
     run(main())
@@ -103,11 +107,14 @@ def test_a_broker_stopped_in_short_bursts_loses_nothing(sockdir, impl, loop_name
             pub = UnixBus(path, impl=impl, ping_interval=60)
             await pub.connect()
             with stop_bursts(broker.pid, stopped=0.03, running=0.015) as bursts:
-                await publish_all(pub)
+                longest = await publish_all(pub)
             await pub.flush(timeout=WAIT)
             assert bursts.count >= 2
             assert bursts.longest < PUBLISH_WAIT, f"a stop lasted {bursts.longest:.3f} s: not a short burst"
             assert follower.result() == EVENTS and pub.dropped == 0
+            report("broker stopped in bursts", twin="pure" if impl is _pure else "compiled", loop=loop_name, events=EVENTS,
+                   lost=EVENTS - follower.count, dropped=pub.dropped, stops=bursts.count,
+                   longest_stop_s=round(bursts.longest, 3), longest_publish_s=round(longest, 3))
             await pub.close()
 
     run(main())
@@ -132,6 +139,8 @@ def test_a_broker_stopped_for_good_costs_one_short_wait(sockdir, impl, loop_name
             # The bound is 0.1 s; a loaded machine may add to it, but nothing
             # near the 10 s a broker that works is given.
             assert longest < 1.0, f"a publish to a stopped broker took {longest:.2f} s"
+            report("broker stopped for good", twin="pure" if impl is _pure else "compiled", loop=loop_name,
+                   dropped=pub.dropped, longest_publish_s=round(longest, 3))
             await pub.flush(timeout=WAIT)
             dropped = pub.dropped
             await publish_all(pub, 10_000)
