@@ -36,7 +36,7 @@ def start(path, impl, loop_name):
 
 
 def follow(path):
-    raw = Raw(path, name="follower")
+    raw = Raw(path, name="follower", timeout=WAIT)  # a starved broker may be silent for seconds
     raw.send(encode("SUB", "load.>"))
     raw.until_pong()
     return Follower(raw, EVENTS)
