@@ -35,6 +35,13 @@ def start(path, impl, loop_name):
     return BrokerProcess(path, "--queue-limit", str(16 << 20), loop=loop_name, pure=impl is _pure)
 
 
+async def publisher(path, impl):
+    """A connected UnixBus whose keepalive stays out of the way."""
+    pub = UnixBus(path, impl=impl, ping_interval=60)
+    await pub.connect()
+    return pub
+
+
 def follow(path):
     raw = Raw(path, name="follower", timeout=WAIT)  # a starved broker may be silent for seconds
     raw.send(encode("SUB", "load.>"))
@@ -69,8 +76,7 @@ def test_a_broker_starved_of_cpu_paces_the_publisher_and_loses_nothing(sockdir, 
     async def main():
         with start(path, impl, loop_name) as broker:
             follower = follow(path)
-            pub = UnixBus(path, impl=impl, ping_interval=60)
-            await pub.connect()
+            pub = await publisher(path, impl)
             try:
                 # The compiled broker needs ~10 ms of CPU for all of it, the
                 # pure one ~5x that: either way several periods of waiting.
@@ -104,8 +110,7 @@ def test_a_broker_stopped_in_short_bursts_loses_nothing(sockdir, impl, loop_name
     async def main():
         with start(path, impl, loop_name) as broker:
             follower = follow(path)
-            pub = UnixBus(path, impl=impl, ping_interval=60)
-            await pub.connect()
+            pub = await publisher(path, impl)
             with stop_bursts(broker.pid, stopped=0.03, running=0.015) as bursts:
                 longest = await publish_all(pub)
             await pub.flush(timeout=WAIT)
@@ -128,8 +133,7 @@ def test_a_broker_stopped_for_good_costs_one_short_wait(sockdir, impl, loop_name
 
     async def main():
         with start(path, impl, loop_name) as broker:
-            pub = UnixBus(path, impl=impl, ping_interval=60)
-            await pub.connect()
+            pub = await publisher(path, impl)
             os.kill(broker.pid, signal.SIGSTOP)
             try:
                 longest = await publish_all(pub, 10_000)  # 2.3 MB: past the socket and send buffers
@@ -158,8 +162,7 @@ def test_a_stuck_publisher_paces_again_as_soon_as_the_broker_reads(sockdir, impl
 
     async def main():
         with start(path, impl, loop_name) as broker:
-            pub = UnixBus(path, impl=impl, ping_interval=60)
-            await pub.connect()
+            pub = await publisher(path, impl)
             proto = pub._proto
             os.kill(broker.pid, signal.SIGSTOP)
             try:
