@@ -131,6 +131,25 @@ def test_relay_with_a_limit_returns_after_that_many_pubs(impl):
     assert impl.relay(decoder, index, sub, True, stats, flush, 1) is None and stats.published == 2
 
 
+def test_relay_stops_after_the_pub_that_brought_pressure_and_keeps_the_rest(impl):
+    index = impl.SubscriptionIndex()
+    stats = impl.RouteStats()
+    flush = impl.FlushSet(1.0)
+    frame = impl.encode("EVT", "a", b"x")
+    sub = impl.Outbox(stats, 1 << 20, len(frame) * 2)  # past its mark at the third event
+    index.add("a", sub)
+    decoder = impl.FrameDecoder(relay=True)
+    decoder.feed(impl.encode("PUB", "a", b"x") * 5)
+    assert impl.relay(decoder, index, None, True, stats, flush) is None
+    assert flush.pressure and stats.published == 3  # the other two wait in the decoder
+    flush.take()
+    assert impl.relay(decoder, index, None, True, stats, flush) is None and flush.pressure and stats.published == 4
+    flush.take()
+    flush.now = 2.0  # its window is over: the rest goes in
+    assert impl.relay(decoder, index, None, True, stats, flush) is None and not flush.pressure
+    assert stats.published == 5 and len(sub.take()) == 5
+
+
 def test_relay_raises_framing_errors_after_routing_what_came_before(impl):
     index = impl.SubscriptionIndex()
     stats = impl.RouteStats()
@@ -144,10 +163,12 @@ def test_relay_raises_framing_errors_after_routing_what_came_before(impl):
     assert stats.published == 1 and len(sub.take()) == 1 and flush.take() == [sub]
 
 
-def test_an_outbox_past_its_stall_mark_reports_pressure_once_per_take(impl):
+def test_an_outbox_past_its_stall_mark_asks_for_one_window_after_each_take(impl):
     frame = evt(impl, 0, 100)
     out, _ = box(impl, limit=len(frame) * 100, stall_at=len(frame) * 3)
-    flush = impl.FlushSet()
+    flush = impl.FlushSet(0.02)
+    assert flush.window == 0.02
+    flush.now = 100.0
     for _ in range(3):
         out.send(frame, flush)
     assert not flush.pressure
@@ -155,12 +176,41 @@ def test_an_outbox_past_its_stall_mark_reports_pressure_once_per_take(impl):
     assert flush.pressure
     flush.take()
     assert not flush.pressure  # taking the set clears it
+    # Every read within the window asks again (every publisher is held), not just the first.
+    for now in (100.005, 100.01, 100.02):
+        flush.now = now
+        out.send(frame, flush)
+        assert flush.pressure, now
+        flush.take()
+    flush.now = 100.021  # the window is over and it was not taken from: a reader that does not drain asks no more
     for _ in range(10):
         out.send(frame, flush)
-    assert not flush.pressure  # a reader that does not drain asks only once
-    out.take(len(frame))  # it read some: it may ask again
+    assert not flush.pressure
+    out.take(len(frame))  # it read some: a new window opens with the next send past the mark
+    flush.now = 500.0
     out.send(frame, flush)
     assert flush.pressure
+    flush.take()
+    flush.now = 500.02
+    out.send(frame, flush)
+    assert flush.pressure
+
+
+def test_a_flush_sets_window_defaults_to_the_read_that_opened_it(impl):
+    frame = evt(impl, 0, 100)
+    out, _ = box(impl, limit=len(frame) * 100, stall_at=len(frame))
+    flush = impl.FlushSet()
+    assert flush.window == 0.0 and flush.now == 0.0
+    out.send(frame, flush)
+    out.send(frame, flush)
+    assert flush.pressure
+    flush.take()
+    out.send(frame, flush)
+    assert flush.pressure  # the same clock reading: the same read
+    flush.take()
+    flush.now = 1e-9
+    out.send(frame, flush)
+    assert not flush.pressure
 
 
 def test_stall_mark_zero_never_asks(impl):

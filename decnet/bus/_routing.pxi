@@ -17,14 +17,20 @@ cdef class FlushSet:
     ``take()`` hands over the outboxes that got frames since the last take,
     each once, in the order they first did: the broker gives each one write,
     so everything routed while handling one read goes out together.
-    ``pressure`` says one of them passed its stall mark while still being
+    ``pressure`` says one of them is past its stall mark while still being
     drained: the publisher of that read may be held a moment.
+    ``now`` is the broker's clock, set once per read (a clock call per frame
+    would cost every event); ``window`` how long an outbox past its mark
+    keeps asking, from the first time it does after it was taken from.
     """
     cdef list boxes
     cdef public bint pressure
+    cdef public double now
+    cdef public double window
 
-    def __init__(self):
+    def __init__(self, double window=0.0):
         self.boxes = []
+        self.window = window
 
     def __len__(self):
         return len(self.boxes)
@@ -47,9 +53,10 @@ cdef class Outbox:
     it is listed already (an outbox belongs to one FlushSet, its broker's).
     Over ``limit`` bytes the oldest EVT frames are dropped and counted; control
     frames (PONG, ERR, BYE) never are: they move to ``held`` and go out first.
-    Past ``stall_at`` bytes (0: never) it reports pressure to the FlushSet,
-    once per ``take``: a reader that is behind but reading may have its
-    publishers held, one that never reads asks once.
+    Past ``stall_at`` bytes (0: never) it reports pressure to the FlushSet on
+    every send for ``flush.window`` seconds after the first send past the mark
+    that followed a ``take``: a reader that is behind but reading may have all
+    its publishers held, one that never reads asks for one window only.
     Once ``discard`` closed it, it queues nothing more.
     """
     cdef RouteStats stats
@@ -62,7 +69,8 @@ cdef class Outbox:
     cdef readonly bint closed
     cdef readonly Py_ssize_t dropped
     cdef readonly Py_ssize_t stall_at
-    cdef bint progress  # taken from since it last reported pressure
+    cdef bint progress  # taken from since its pressure window last opened
+    cdef double asks_until  # end of that window, on the FlushSet's clock
 
     def __init__(self, RouteStats stats not None, Py_ssize_t limit, Py_ssize_t stall_at=0):
         self.stats = stats
@@ -91,9 +99,14 @@ cdef class Outbox:
         if not self.listed:
             self.listed = True
             flush.boxes.append(self)
-        if self.size > self.stall_at and self.progress and self.stall_at:
-            self.progress = False
-            flush.pressure = True
+        if self.size > self.stall_at and self.stall_at:
+            # The window opens here rather than in take(), which has no clock;
+            # either way it ends a bounded time after the reader last read.
+            if self.progress:
+                self.progress = False
+                self.asks_until = flush.now + flush.window
+            if flush.now <= self.asks_until:
+                flush.pressure = True
         if self.size > self.limit:
             self._shed()
 
@@ -183,7 +196,9 @@ def relay(FrameDecoder decoder not None, SubscriptionIndex index not None, Outbo
     """Route the PUBs that come next from a relay-mode decoder, listing the
     outboxes they reach in ``flush``; return the first frame that is anything
     else (a PUB with a bad or reserved topic included), or None when no whole
-    frame is left or, with ``limit``, once that many PUBs were routed."""
+    frame is left, once a PUB left ``flush`` with pressure (the rest of the
+    read waits in the decoder while its publisher is held), or, with
+    ``limit``, once that many PUBs were routed."""
     cdef tuple frame
     cdef object topic
     while True:
@@ -197,6 +212,8 @@ def relay(FrameDecoder decoder not None, SubscriptionIndex index not None, Outbo
             return frame
         stats.published += 1
         stats.routed += _route(index, sender, echo, <str>topic, <bytes>frame[2], flush)
+        if flush.pressure:
+            return None
         if limit:
             limit -= 1
             if not limit:

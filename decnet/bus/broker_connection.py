@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
+from time import monotonic as _monotonic
 from typing import TYPE_CHECKING, Optional
 
 import orjson
@@ -131,13 +132,17 @@ class BrokerProtocol(asyncio.Protocol):
         broker = self.broker
         stats = broker.stats
         published = stats.published
+        broker.to_flush.now = _monotonic()  # once per read: the outboxes' stall window runs on it
         try:
             if data:
                 self.decoder.feed(data)
             self._act(0)
         except FrameError as error:
             self.fail(error.code, str(error))
-        # Only a publisher is held: a reply that filled the reader's own queue holds nobody.
+        # Only a publisher is held: a reply that filled the reader's own queue
+        # holds nobody. relay() stopped at the PUB that brought the pressure: the
+        # rest of the read waits in the decoder, so what a publisher adds to a
+        # queue past its mark is one event per hold, not one read (256 KiB).
         if broker.to_flush.pressure and stats.published != published:
             self._stall()
         broker.flush()
@@ -184,7 +189,9 @@ class BrokerProtocol(asyncio.Protocol):
         """Stop reading this publisher for at most ``max_stall`` seconds: a
         subscriber it feeds is past 75% of its queue but reading (NATS's
         stalledWait, bounded the same way). It trades a few milliseconds of the
-        publisher's time for events the slow reader would otherwise lose."""
+        publisher's time for events the slow reader would otherwise lose.
+        Every publisher that reaches such a queue is held, for as long as its
+        reader keeps taking from it (``HOLD_WINDOW``)."""
         if self.state is not READING:
             return
         self.state = STALLED
@@ -204,8 +211,9 @@ class BrokerProtocol(asyncio.Protocol):
             self.transport.pause_reading()
 
     def _read_again(self) -> None:
-        """Read again, starting with the frames a gag left in the decoder (no
-        new data may come to push them: the client may wait for their answers)."""
+        """Read again, starting with the frames a gag or a hold left in the
+        decoder (no new data may come to push them: the client may wait for
+        their answers)."""
         self.transport.resume_reading()
         self.handle()
 

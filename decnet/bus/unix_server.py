@@ -29,6 +29,17 @@ __all__ = ["Broker", "BrokerProtocol"]
 
 log = logging.getLogger("decnet.bus.broker")
 
+# How long, in --max-stall-ms, an outbox past its stall mark keeps asking for
+# its publishers to be held after its reader last took from it
+# (FlushSet.window). A window, not a number of holds: every publisher whose read
+# reaches the queue in it is held, as many as there are, while a reader that
+# stopped reading costs each publisher at most this long once. Several holds
+# long, so a reader that is behind but reading (at the default, one that takes
+# 192 KiB, a transport's worth, within 20 ms) keeps it open from take to take;
+# well under the 100 ms a publisher's client waits on a broker that does not
+# read it before it drops, so a reader that stopped never makes one drop.
+HOLD_WINDOW = 4
+
 
 class Broker:
     """Routes events between connections and keeps the counters of the heartbeat.
@@ -58,7 +69,7 @@ class Broker:
         self.stalls = 0
         self.index = self.impl.SubscriptionIndex()  # pattern -> the subscribers' Outboxes
         self.stats = self.impl.RouteStats()
-        self.to_flush = self.impl.FlushSet()
+        self.to_flush = self.impl.FlushSet(HOLD_WINDOW * config.max_stall)
         self.relay = self.impl.relay
         self.connections: dict = {}  # Outbox -> BrokerProtocol
         self.pong_frame = self.impl.encode(PONG)
@@ -120,6 +131,7 @@ class Broker:
     def emit(self, topic: str, payload: dict) -> None:
         """Publish as the broker itself (the heartbeat); nobody to hold."""
         evt = self.impl.encode(C.EVT, topic, orjson.dumps(payload))
+        self.to_flush.now = time.monotonic()
         self.stats.routed += self.impl.route(self.index, None, True, topic, evt, self.to_flush)
         self.flush()
 

@@ -32,13 +32,18 @@ class FlushSet:
     ``take()`` hands over the outboxes that got frames since the last take,
     each once, in the order they first did: the broker gives each one write,
     so everything routed while handling one read goes out together.
-    ``pressure`` says one of them passed its stall mark while still being
+    ``pressure`` says one of them is past its stall mark while still being
     drained: the publisher of that read may be held a moment.
+    ``now`` is the broker's clock, set once per read (a clock call per frame
+    would cost every event); ``window`` how long an outbox past its mark
+    keeps asking, from the first time it does after it was taken from.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, window: float = 0.0) -> None:
         self.boxes: list = []
         self.pressure = False
+        self.now = 0.0
+        self.window = float(window)
 
     def __len__(self) -> int:
         return len(self.boxes)
@@ -60,9 +65,10 @@ class Outbox:
     it is listed already (an outbox belongs to one FlushSet, its broker's).
     Over ``limit`` bytes the oldest EVT frames are dropped and counted; control
     frames (PONG, ERR, BYE) never are: they move to ``held`` and go out first.
-    Past ``stall_at`` bytes (0: never) it reports pressure to the FlushSet,
-    once per ``take``: a reader that is behind but reading may have its
-    publishers held, one that never reads asks once.
+    Past ``stall_at`` bytes (0: never) it reports pressure to the FlushSet on
+    every send for ``flush.window`` seconds after the first send past the mark
+    that followed a ``take``: a reader that is behind but reading may have all
+    its publishers held, one that never reads asks for one window only.
     Once ``discard`` closed it, it queues nothing more.
     """
 
@@ -70,7 +76,8 @@ class Outbox:
         self.stats = stats
         self.limit = limit
         self.stall_at = stall_at
-        self.progress = True  # taken from since it last reported pressure
+        self.progress = True  # taken from since its pressure window last opened
+        self.asks_until = 0.0  # end of that window, on the FlushSet's clock
         self.frames: list = []
         self.head = 0  # frames[:head] were shed
         self.size = 0  # bytes in frames[head:]
@@ -93,9 +100,14 @@ class Outbox:
         if not self.listed:
             self.listed = True
             flush.boxes.append(self)
-        if self.size > self.stall_at and self.progress and self.stall_at:
-            self.progress = False
-            flush.pressure = True
+        if self.size > self.stall_at and self.stall_at:
+            # The window opens here rather than in take(), which has no clock;
+            # either way it ends a bounded time after the reader last read.
+            if self.progress:
+                self.progress = False
+                self.asks_until = flush.now + flush.window
+            if flush.now <= self.asks_until:
+                flush.pressure = True
         if self.size > self.limit:
             self._shed()
 
@@ -166,7 +178,9 @@ def relay(decoder: FrameDecoder, index: SubscriptionIndex, sender: Optional[Outb
     """Route the PUBs that come next from a relay-mode decoder, listing the
     outboxes they reach in ``flush``; return the first frame that is anything
     else (a PUB with a bad or reserved topic included), or None when no whole
-    frame is left or, with ``limit``, once that many PUBs were routed."""
+    frame is left, once a PUB left ``flush`` with pressure (the rest of the
+    read waits in the decoder while its publisher is held), or, with
+    ``limit``, once that many PUBs were routed."""
     for frame in decoder:
         verb, topic, evt = frame
         if verb is not _PUB or topic is None or topic.startswith(C.RESERVED_PREFIX):
@@ -175,6 +189,8 @@ def relay(decoder: FrameDecoder, index: SubscriptionIndex, sender: Optional[Outb
             return frame
         stats.published += 1
         stats.routed += route(index, sender, echo, topic, evt, flush)
+        if flush.pressure:
+            return None
         if limit:
             limit -= 1
             if not limit:
