@@ -38,7 +38,7 @@ import statistics
 import sys
 import time
 
-from scale_servers import Server, Workers, load, machine_info, stop_many, tmpdir, _live
+from scale_servers import Server, Trial, Workers, load, machine_info, stop_many, _live
 
 from decnet.bus.testing import syscalls
 
@@ -53,17 +53,15 @@ def patterns(kind: str, n: int) -> list[list[str]]:
 
 def trial(system: str, kind: str, n: int, args) -> dict:
     res = {"system": system, "kind": kind, "conns": n, "load_before": round(load(), 2)}
-    tmp = tmpdir(f"scale-idle-{system}-")
-    server = workers = None
-    try:
-        server = Server(system, tmp, ("--max-connections", "10000"))
+    with Trial(res, f"scale-idle-{system}-") as scope:
+        server = scope.own(Server(system, scope.tmp, ("--max-connections", "10000")), "stop")
         time.sleep(1.0)
         rss0 = server.rss()
         res["rss_empty_mib"] = round(rss0 / 2**20, 2)
         t = time.monotonic()
         if n:
             worker_system = "decnet-client" if kind == "client" else system
-            workers = Workers(worker_system, server.address, patterns(kind, n), args.workers, tmp, timeout=300)
+            scope.own(Workers(worker_system, server.address, patterns(kind, n), args.workers, scope.tmp, timeout=300))
         res["setup_s"] = round(time.monotonic() - t, 2)
         time.sleep(1.0)
         rss1 = server.rss()
@@ -76,16 +74,6 @@ def trial(system: str, kind: str, n: int, args) -> dict:
         res["reads_per_s"] = round((io1[0] - io0[0]) / args.idle, 1)
         res["idle_cpu_ms_per_s"] = round(cpu / args.idle * 1000, 3)
         res["idle_cpu_us_per_conn_s"] = round(cpu / args.idle / n * 1e6, 3) if n else None
-        res["status"] = "ok"
-    except Exception as error:  # one failed trial is reported, the run goes on
-        res["status"] = f"failed: {error}"
-    finally:
-        if workers is not None:
-            workers.close()
-        if server is not None:
-            server.stop()
-        res["load_after"] = round(load(), 2)
-        shutil.rmtree(tmp, ignore_errors=True)
     return res
 
 

@@ -160,3 +160,34 @@ def load() -> float:
 
 def tmpdir(prefix: str) -> str:
     return tempfile.mkdtemp(prefix=prefix, dir="/tmp")
+
+
+class Trial:
+    """One trial's bracket: its temp dir, what it started (stopped in reverse
+    order at the end, however it ends) and its outcome in ``res``: "ok", or
+    "failed: why" — one failed trial is reported and the run goes on.
+
+        with Trial(res, "scale-idle-decnet-") as trial:
+            server = trial.own(Server(...), "stop")
+    """
+
+    def __init__(self, res: dict, prefix: str) -> None:
+        self.res = res
+        self.tmp = tmpdir(prefix)
+        self._undo: list = []
+
+    def own(self, thing, stop: str = "close"):
+        """``thing``, whose method ``stop`` is called when the trial ends."""
+        self._undo.append(getattr(thing, stop))
+        return thing
+
+    def __enter__(self) -> "Trial":
+        return self
+
+    def __exit__(self, kind, error, tb) -> bool:
+        self.res["status"] = "ok" if error is None else f"failed: {error}"
+        for undo in reversed(self._undo):
+            undo()
+        self.res["load_after"] = round(load(), 2)
+        shutil.rmtree(self.tmp, ignore_errors=True)
+        return kind is None or issubclass(kind, Exception)

@@ -55,7 +55,7 @@ import sys
 import threading
 import time
 
-from scale_servers import ROOT, Server, Workers, load, machine_info, stop_many, tmpdir, _live
+from scale_servers import ROOT, Server, Trial, Workers, load, machine_info, stop_many, _live
 
 from decnet.bus.protocol import encode
 from decnet.bus.testing import syscalls
@@ -173,16 +173,14 @@ def trial(system: str, mode: str, total: int, args) -> dict:
     rate = args.redis_rate if system == "redis" else args.rate
     res = {"system": system, "mode": mode, "subs": total, "events": events, "rate": rate, "conns": args.conns,
            "load_before": round(load(), 2)}
-    tmp = tmpdir(f"scale-subs-{system}-")
-    server = workers = pub = None
     kind = "decnet" if system == BASELINE else system
-    try:
-        server = Server(kind, tmp, root=args.baseline if system == BASELINE else ROOT)
+    with Trial(res, f"scale-subs-{system}-") as scope:
+        server = scope.own(Server(kind, scope.tmp, root=args.baseline if system == BASELINE else ROOT), "stop")
         time.sleep(0.3)
         rss0 = server.rss()
         patterns, expect = plan(kind, mode, total, args.conns, events)
         t = time.monotonic()
-        workers = Workers(kind, server.address, patterns, args.workers, tmp)
+        workers = scope.own(Workers(kind, server.address, patterns, args.workers, scope.tmp))
         res["setup_s"] = round(time.monotonic() - t, 2)
         time.sleep(0.5)
         res["rss_mib"] = round(server.rss() / 2**20, 2)
@@ -190,7 +188,7 @@ def trial(system: str, mode: str, total: int, args) -> dict:
         c0 = server.cpu()
         time.sleep(1.0)
         res["idle_cpu_pct"] = round((server.cpu() - c0) * 100, 3)
-        pub = Publisher(kind, server.address)
+        pub = scope.own(Publisher(kind, server.address))
         want = sum(expect)
         spy = None
         if args.py_spy and kind == "decnet":
@@ -231,18 +229,6 @@ def trial(system: str, mode: str, total: int, args) -> dict:
         res["extra"] = sum(max(0, c - e) for e, c in zip(expect, counts))
         res["us_per_publish"] = round((cpu1 - cpu0) / events * 1e6, 3)
         res["us_per_delivery"] = round((cpu1 - cpu0) / max(1, want) * 1e6, 4)
-        res["status"] = "ok"
-    except Exception as error:  # one failed trial is reported, the run goes on
-        res["status"] = f"failed: {error}"
-    finally:
-        if pub is not None:
-            pub.close()
-        if workers is not None:
-            workers.close()
-        if server is not None:
-            server.stop()
-        res["load_after"] = round(load(), 2)
-        shutil.rmtree(tmp, ignore_errors=True)
     return res
 
 

@@ -80,6 +80,14 @@ def fleet(sockdir, loop_name):
         yield make
 
 
+def export_a_import_b(fleet, url: str) -> list:
+    """Hosts a and b with their bridges on ``url``: a exports ``decky.>``, b imports it."""
+    a, b = fleet("a", "b")
+    a.start_bridge(url, "--export", "decky.>")
+    b.start_bridge(url, "--import", "decky.>")
+    return [a, b]
+
+
 async def health(path, name: str, condition=lambda h: h["live"], timeout: float = WAIT) -> dict:
     """The first heartbeat of bridge ``name``, seen on the broker at ``path``, that meets ``condition``."""
     async with UnixBus(path, name="test health") as bus:
@@ -310,9 +318,7 @@ def test_an_import_that_is_not_a_decnet_topic_is_dropped_and_counted(fleet, run)
 
 def test_nats_killed_and_restarted_flow_resumes_and_importers_get_a_gap(fleet, run):
     with NatsServer() as server:
-        a, b = fleet("a", "b")
-        a.start_bridge(server.url, "--export", "decky.>")
-        b.start_bridge(server.url, "--import", "decky.>")
+        a, b = export_a_import_b(fleet, server.url)
 
         async def main():
             await health(a.path, "a")
@@ -344,9 +350,7 @@ def test_nats_unreachable_at_start_the_bridge_keeps_trying(fleet, run):
     port = free_port()
     server = NatsServer(port)
     try:
-        a, b = fleet("a", "b")
-        a.start_bridge(server.url, "--export", "decky.>")
-        b.start_bridge(server.url, "--import", "decky.>")
+        a, b = export_a_import_b(fleet, server.url)
 
         async def main():
             async with UnixBus(a.path) as pub, UnixBus(b.path) as sub_bus:
@@ -536,9 +540,7 @@ def test_nats_frozen_local_publishers_never_wait_and_the_bridge_sheds_counted(fl
     count = scale(50_000, 500_000)
     payload = {"pad": "x" * 1000}
     with NatsServer() as server:
-        a, b = fleet("a", "b")
-        a.start_bridge(server.url, "--export", "decky.>")
-        b.start_bridge(server.url, "--import", "decky.>")
+        a, b = export_a_import_b(fleet, server.url)
 
         async def main():
             await health(a.path, "a")
@@ -571,9 +573,7 @@ def test_nats_frozen_local_publishers_never_wait_and_the_bridge_sheds_counted(fl
 def test_local_broker_frozen_imports_are_shed_counted_and_told(fleet, run):
     count = scale(20_000, 200_000)
     with NatsServer() as server:
-        a, b = fleet("a", "b")
-        a.start_bridge(server.url, "--export", "decky.>")
-        b.start_bridge(server.url, "--import", "decky.>")
+        a, b = export_a_import_b(fleet, server.url)
 
         async def main():
             await health(a.path, "a")

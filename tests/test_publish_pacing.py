@@ -8,6 +8,7 @@ was dropped by the publisher's client, the subject here.
 """
 
 import asyncio
+import contextlib
 import os
 import signal
 import subprocess
@@ -77,19 +78,16 @@ def test_a_broker_starved_of_cpu_paces_the_publisher_and_loses_nothing(sockdir, 
         with start(path, impl, loop_name) as broker:
             follower = follow(path)
             pub = await publisher(path, impl)
-            try:
-                # The compiled broker needs ~10 ms of CPU for all of it, the
-                # pure one ~5x that: either way several periods of waiting.
-                quota = cpu_quota(broker.pid, share=0.05 if impl is _pure else 0.01, period=0.3)
-                held = quota.__enter__()
-            except Unsupported as why:
-                pytest.skip(str(why))
-            try:
+            with contextlib.ExitStack() as held:
+                try:
+                    # The compiled broker needs ~10 ms of CPU for all of it, the
+                    # pure one ~5x that: either way several periods of waiting.
+                    quota = held.enter_context(cpu_quota(broker.pid, share=0.05 if impl is _pure else 0.01, period=0.3))
+                except Unsupported as why:
+                    pytest.skip(str(why))
                 longest = await publish_all(pub)
                 await pub.flush(timeout=WAIT)
-                throttled = held.throttled()
-            finally:
-                quota.__exit__(None, None, None)
+                throttled = quota.throttled()
             assert follower.result() == EVENTS and pub.dropped == 0
             # The case at stake did happen: the broker was held back, and the
             # publisher waited longer than the bound for a stopped broker.

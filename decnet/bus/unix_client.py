@@ -99,22 +99,10 @@ class UnixBus(Bus):
     async def publish(self, topic: str, payload: Any = None) -> None:
         proto = self._proto
         body = self._encode(topic, payload, self._max_payload if proto is None else proto.max_payload)
-        # _send inlined: publish is the hot path, an extra coroutine per event shows.
-        if self._closed:
-            raise BusError("the bus is closed")
-        if proto is None:
-            if not await self._ready(self._publish_wait):
-                await self._drop()
-                return
-            proto = self._proto
-        if proto.transport.is_closing():  # lost; connection_lost has not run yet
-            await self._drop()
-            return
-        # A broker that is behind but reading or working paces the publisher;
-        # one that neither reads nor works for publish_wait is stuck: drop
-        # until it reads again.
-        if proto.paused and (not await proto.writable(self._publish_wait, self._ping_timeout) or proto is not self._proto):
-            await self._drop()
+        # The usual case inline: publish is the hot path, and an extra
+        # coroutine per event shows. Anything else takes _send's way.
+        if self._closed or proto is None or proto.paused or proto.transport.is_closing():
+            await self._send(proto, topic, body)
             return
         proto.write(encode(C.PUB, topic, body))
         self.published += 1
@@ -133,9 +121,12 @@ class UnixBus(Bus):
                 await self._drop()
                 return
             proto = self._proto
-        if proto.transport.is_closing():
+        if proto.transport.is_closing():  # lost; connection_lost has not run yet
             await self._drop()
             return
+        # A broker that is behind but reading or working paces the publisher;
+        # one that neither reads nor works for publish_wait is stuck: drop
+        # until it reads again.
         if proto.paused and (not await proto.writable(self._publish_wait, self._ping_timeout) or proto is not self._proto):
             await self._drop()
             return

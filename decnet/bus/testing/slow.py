@@ -27,9 +27,8 @@ class Unsupported(Exception):
 class Quota:
     """A cgroup holding one process under a CPU quota."""
 
-    def __init__(self, path: Path, v2: bool) -> None:
+    def __init__(self, path: Path) -> None:
         self.path = path
-        self.v2 = v2
 
     def throttled(self) -> int:
         """How many periods the process was held back for having used its share."""
@@ -67,7 +66,7 @@ def cpu_quota(pid: int, share: float, period: float = 0.25) -> Iterator[Quota]:
         _remove(path, home, pid)
         raise Unsupported(f"cannot set a CPU quota in {path}: {error.strerror}") from None
     try:
-        yield Quota(path, v2)
+        yield Quota(path)
     finally:
         _remove(path, home, pid)
 
