@@ -153,9 +153,10 @@ def accounts(request) -> Accounts:
     )
 
 
-def as_user(uid: int, gid: int, groups: list[int], path: Path, name: str) -> dict:
-    """In a forked child that holds exactly ``uid``, ``gid`` and ``groups``:
-    stat the socket, connect, HELLO, publish ``access.<name>``, BYE. What happened."""
+def in_child(uid: int, gid: int, groups: list[int], body) -> dict:
+    """Run ``body(result)`` in a forked child that holds exactly ``uid``,
+    ``gid`` and ``groups``; the dict it filled, once the child has exited.
+    Anything the child raised fails the test here."""
     read_end, write_end = os.pipe()
     pid = os.fork()
     if pid == 0:  # the child: never returns into pytest
@@ -166,23 +167,7 @@ def as_user(uid: int, gid: int, groups: list[int], path: Path, name: str) -> dic
                 os.setgroups(groups)
                 os.setgid(gid)
                 os.setuid(uid)
-                result["ids"] = [os.getuid(), os.getgid(), sorted(os.getgroups())]
-                try:
-                    os.stat(path)
-                    result["stat"] = True
-                except OSError as error:
-                    result["stat"] = errno.errorcode[error.errno]
-                try:
-                    raw = Raw(path, name=name, timeout=15)
-                except OSError as error:
-                    result["connect"] = errno.errorcode.get(error.errno, str(error))
-                else:
-                    result["connect"] = "ok"
-                    result["hello"] = raw.server
-                    raw.pub(f"access.{name}", {"uid": os.getuid()})
-                    result["errors"] = [bytes(f[2]).decode() for f in raw.until_pong() if f[0] == "ERR"]
-                    raw.send(encode("BYE"))
-                    raw.closed()
+                body(result)
             except BaseException as error:  # noqa: BLE001 - reported to the parent
                 result["crash"] = repr(error)
             os.write(write_end, json.dumps(result).encode())
@@ -199,6 +184,32 @@ def as_user(uid: int, gid: int, groups: list[int], path: Path, name: str) -> dic
     result = json.loads(data)
     assert "crash" not in result, result
     return result
+
+
+def as_user(uid: int, gid: int, groups: list[int], path: Path, name: str) -> dict:
+    """As ``uid`` with ``gid`` and ``groups`` only: stat the socket, connect,
+    HELLO, publish ``access.<name>``, BYE. What happened."""
+
+    def body(result: dict) -> None:
+        result["ids"] = [os.getuid(), os.getgid(), sorted(os.getgroups())]
+        try:
+            os.stat(path)
+            result["stat"] = True
+        except OSError as error:
+            result["stat"] = errno.errorcode[error.errno]
+        try:
+            raw = Raw(path, name=name, timeout=15)
+        except OSError as error:
+            result["connect"] = errno.errorcode.get(error.errno, str(error))
+        else:
+            result["connect"] = "ok"
+            result["hello"] = raw.server
+            raw.pub(f"access.{name}", {"uid": os.getuid()})
+            result["errors"] = [bytes(f[2]).decode() for f in raw.until_pong() if f[0] == "ERR"]
+            raw.send(encode("BYE"))
+            raw.closed()
+
+    return in_child(uid, gid, groups, body)
 
 
 @pytest.mark.parametrize("layout", ["existing-0755-dir", "broker-made-dir", "mode-0600"])
@@ -341,46 +352,30 @@ def test_the_library_says_permission_denied_too(accounts, basedir):
     """UnixBus: connect() and flush() raise BusUnavailable with the same line;
     a worker that only publishes drops (counted) and logs it once as a warning."""
     path = basedir / "bus.sock"
-    read_end, write_end = os.pipe()
-    with BrokerProcess(path, "--group", accounts.group):
-        pid = os.fork()
-        if pid == 0:  # the child: never returns into pytest
-            try:
-                os.close(read_end)
-                result: dict = {}
+
+    def body(result: dict) -> None:
+        warnings: list = []
+        handler = logging.Handler()
+        handler.emit = lambda record: warnings.append(record.getMessage())
+        logging.getLogger("decnet.bus.client").addHandler(handler)
+
+        async def main():
+            bus = UnixBus(path)
+            for i in range(3):
+                await bus.publish("a.b", i)
+            result["counts"] = [bus.published, bus.dropped]
+            for call in (bus.connect, bus.flush):
                 try:
-                    os.setgroups([])
-                    os.setgid(accounts.primary_gid)
-                    os.setuid(accounts.outsider_uid)
-                    warnings: list = []
-                    handler = logging.Handler()
-                    handler.emit = lambda record: warnings.append(record.getMessage())
-                    logging.getLogger("decnet.bus.client").addHandler(handler)
+                    await call()
+                except BusUnavailable as error:
+                    result.setdefault("raised", []).append(str(error))
+            await bus.close()
 
-                    async def main():
-                        bus = UnixBus(path)
-                        for i in range(3):
-                            await bus.publish("a.b", i)
-                        result["counts"] = [bus.published, bus.dropped]
-                        for call in (bus.connect, bus.flush):
-                            try:
-                                await call()
-                            except BusUnavailable as error:
-                                result.setdefault("raised", []).append(str(error))
-                        await bus.close()
+        asyncio.run(main())
+        result["warnings"] = warnings
 
-                    asyncio.run(main())
-                    result["warnings"] = warnings
-                except BaseException as error:  # noqa: BLE001 - reported to the parent
-                    result["crash"] = repr(error)
-                os.write(write_end, json.dumps(result).encode())
-            finally:
-                os._exit(0)
-        os.close(write_end)
-        with os.fdopen(read_end, "rb") as pipe:
-            result = json.loads(pipe.read())
-        os.waitpid(pid, 0)
-    assert "crash" not in result, result
+    with BrokerProcess(path, "--group", accounts.group):
+        result = in_child(accounts.outsider_uid, accounts.primary_gid, [], body)
     line = (f"permission denied on {path}: the socket belongs to group {accounts.group} (mode 0660) and user "
             f"{accounts.outsider} is not in it; add it with `sudo usermod -aG {accounts.group} {accounts.outsider}`, "
             f"then log in again")
