@@ -9,6 +9,7 @@ system runs the same client code as in the fan-out benchmark.
 
 from __future__ import annotations
 
+import argparse
 import ctypes
 import json
 import os
@@ -230,3 +231,60 @@ def git_commit() -> str:
                               text=True, timeout=5).stdout.strip()
     except Exception:
         return "?"
+
+
+# -- command-line arguments: a user's mistake is one line from argparse (exit 2), not a traceback
+
+
+def int_list(minimum: int, empty: bool = False):
+    """An argparse type: a comma list of whole numbers, each at least
+    ``minimum`` (``empty``: or nothing at all); the text itself is kept (the
+    scripts split it)."""
+
+    def check(text: str) -> str:
+        try:
+            values = [int(x) for x in text.split(",") if x.strip()]
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a comma list of whole numbers") from None
+        if empty and not values:
+            return text
+        if not values or min(values) < minimum:
+            raise argparse.ArgumentTypeError(f"{text!r}: each number must be at least {minimum}")
+        return text
+
+    return check
+
+
+def positive_int(text: str) -> int:
+    """An argparse type: a whole number, at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: a whole number of at least 1")
+    return value
+
+
+def choices(*allowed: str):
+    """An argparse type: a comma list of names out of ``allowed``."""
+
+    def check(text: str) -> str:
+        bad = [x for x in text.split(",") if x and x not in allowed]
+        if bad:
+            raise argparse.ArgumentTypeError(f"unknown: {', '.join(bad)}; choose from {', '.join(allowed)}")
+        return text
+
+    return check
+
+
+def json_file(path: str) -> str:
+    """An argparse type: a readable JSON file (a --json output to redraw)."""
+    try:
+        with open(path) as f:
+            json.load(f)
+    except OSError as error:
+        raise argparse.ArgumentTypeError(f"{path}: {error.strerror}") from None
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{path}: not a JSON file") from None
+    return path

@@ -38,6 +38,7 @@ import statistics
 import sys
 import time
 
+from scale_common import choices, int_list, json_file
 from scale_servers import Server, Trial, Workers, load, machine_info, stop_many, _live
 
 from decnet.bus.testing import syscalls
@@ -139,14 +140,14 @@ def chart(rows: list[dict], path: str) -> str | None:
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--systems", default="decnet,nats,redis", help="comma list of decnet, nats, redis (default: all three)")
-    p.add_argument("--kinds", help="comma list of connection kinds to run (default: every kind of each system)")
-    p.add_argument("--sizes", default="0,10,100,1000,5000", help="connections, comma list (0: the empty server)")
+    p.add_argument("--systems", default="decnet,nats,redis", type=choices(*KINDS), help="comma list of decnet, nats, redis (default: all three)")
+    p.add_argument("--kinds", type=choices(*dict.fromkeys(k for ks in KINDS.values() for k in ks)), help="comma list of connection kinds to run (default: every kind of each system)")
+    p.add_argument("--sizes", default="0,10,100,1000,5000", type=int_list(0), help="connections, comma list (0: the empty server)")
     p.add_argument("--workers", type=int, default=4, help="processes holding the connections (default 4)")
     p.add_argument("--idle", type=float, default=10.0, help="seconds of idle CPU measured (default 10: two heartbeats)")
     p.add_argument("--rounds", type=int, default=1, help="rounds (default 1)")
     p.add_argument("--quick", action="store_true", help="a smoke run: sizes 0,10,100, 2 s idle")
-    p.add_argument("--merge", nargs="+", metavar="JSON", help="run nothing: print the table and draw --png from saved "
+    p.add_argument("--merge", nargs="+", metavar="JSON", type=json_file, help="run nothing: print the table and draw --png from saved "
                    "--json files, a later file's rows replacing the same system/kind/size of an earlier one")
     p.add_argument("--json", help="write every trial and the medians here")
     p.add_argument("--png", help="write the chart here")

@@ -142,11 +142,11 @@ def parse_args(argv=None):
                     "payload from 64 B to 64 KiB, decnet-bus and its peers (NATS, Redis pub/sub, ZeroMQ) "
                     "interleaved; events/s, MB/s and the fraction of this machine's memcpy bandwidth. "
                     "Install the peers with: bash bench/peers.sh")
-    p.add_argument("--systems", default=",".join(["decnet", sc.MALLOC_KEPT, *sc.SYSTEMS[1:]]),
+    p.add_argument("--systems", default=",".join(["decnet", sc.MALLOC_KEPT, *sc.SYSTEMS[1:]]), type=sc.choices("decnet", sc.MALLOC_KEPT, *sc.SYSTEMS[1:]),
                    help=f"comma list (default: %(default)s); {sc.MALLOC_KEPT} is decnet with "
                         + " ".join(f"{k}={v}" for k, v in sc.MALLOC_ENV.items()) + " in every decnet process")
-    p.add_argument("--sizes", default=DEFAULT_SIZES, help="payload sizes in bytes, comma list (default: %(default)s)")
-    p.add_argument("--subs", default="1", help="subscriber counts N, comma list (default: %(default)s)")
+    p.add_argument("--sizes", default=DEFAULT_SIZES, type=sc.int_list(1), help="payload sizes in bytes, comma list (default: %(default)s)")
+    p.add_argument("--subs", default="1", type=sc.int_list(1), help="subscriber counts N, comma list (default: %(default)s)")
     p.add_argument("--mib", type=int, default=64,
                    help="MiB of payload the publisher sends per trial (default: %(default)s)")
     p.add_argument("--min-events", type=int, default=1000,
@@ -161,7 +161,7 @@ def parse_args(argv=None):
     p.add_argument("--png", metavar="FILE", help="write the chart (needs matplotlib)")
     p.add_argument("--keep", action="store_true", help="keep each trial's temp dir (process logs)")
     p.add_argument("--quick", action="store_true", help="smoke run: --rounds 1 --sizes 64,65536 --mib 4")
-    p.add_argument("--replot", nargs="+", metavar="JSON",
+    p.add_argument("--replot", nargs="+", metavar="JSON", type=sc.json_file,
                    help="run nothing: print the table and draw --png from these --json files (e.g. an N=1 run and "
                         "an N=10 run); the memcpy ceiling is the first file's")
     args = p.parse_args(argv)

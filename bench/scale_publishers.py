@@ -295,15 +295,15 @@ def parse_args(argv=None):
         description="Publisher-count curve (P publishers -> 1 subscriber) and fairness between publishers "
                     "(10 -> 10, flat out, and one flat out among paced ones), decnet-bus and its peers "
                     "(NATS, Redis pub/sub, ZeroMQ) interleaved. Install the peers with: bash bench/peers.sh")
-    p.add_argument("--systems", default=",".join(sc.SYSTEMS), help="comma list (default: %(default)s)")
-    p.add_argument("--pubs", default="1,2,5,10,20,50",
+    p.add_argument("--systems", default=",".join(sc.SYSTEMS), type=sc.choices(*sc.SYSTEMS), help="comma list (default: %(default)s)")
+    p.add_argument("--pubs", default="1,2,5,10,20,50", type=sc.int_list(1, empty=True),
                    help="publisher counts of the sweep, comma list; empty for none (default: %(default)s)")
     p.add_argument("--events", type=int, default=60000,
                    help="events sent in total in each sweep trial, split over the publishers (default: %(default)s)")
     p.add_argument("--variants", default="flat,mixed,paced",
                    help="fairness trials, comma list of flat, mixed, paced; empty for none (default: %(default)s)")
-    p.add_argument("--fair-pubs", type=int, default=10, help="publishers in the fairness trials (default: %(default)s)")
-    p.add_argument("--fair-subs", type=int, default=10,
+    p.add_argument("--fair-pubs", type=sc.positive_int, default=10, help="publishers in the fairness trials (default: %(default)s)")
+    p.add_argument("--fair-subs", type=sc.positive_int, default=10,
                    help="subscribers in the fairness trials (default: %(default)s)")
     p.add_argument("--seconds", type=float, default=3.0, help="length of a fairness trial (default: %(default)s)")
     p.add_argument("--slice", type=float, default=0.25, help="fairness time slice in seconds (default: %(default)s)")
@@ -318,7 +318,7 @@ def parse_args(argv=None):
     p.add_argument("--keep", action="store_true", help="keep each trial's temp dir (process logs)")
     p.add_argument("--quick", action="store_true",
                    help="smoke run: --rounds 1 --pubs 1,5 --events 10000 --seconds 1.5 --fair-subs 3")
-    p.add_argument("--replot", nargs="+", metavar="JSON",
+    p.add_argument("--replot", nargs="+", metavar="JSON", type=sc.json_file,
                    help="run nothing: print the tables and draw --png from these --json files (e.g. a sweep run "
                         "and a fairness run); the fairness options are the last file's")
     args = p.parse_args(argv)

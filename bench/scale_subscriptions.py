@@ -55,6 +55,7 @@ import sys
 import threading
 import time
 
+from scale_common import choices, int_list
 from scale_servers import ROOT, Server, Trial, Workers, load, machine_info, stop_many, _live
 
 from decnet.bus.protocol import encode
@@ -305,11 +306,11 @@ def chart(rows: list[dict], path: str) -> str | None:
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--systems", default="decnet,nats,redis", help="comma list of decnet, nats, redis (default: all three)")
+    p.add_argument("--systems", default="decnet,nats,redis", type=choices("decnet", "nats", "redis"), help="comma list of decnet, nats, redis (default: all three)")
     p.add_argument("--baseline", metavar="CHECKOUT",
                    help=f"also run {BASELINE}: the broker of this checkout (built in place), interleaved with decnet")
-    p.add_argument("--modes", default="pct,fixed", help="series: pct (1 %% matching), fixed (10 matching + filler)")
-    p.add_argument("--sizes", default="100,1000,3000,10000", help="total subscriptions, comma list (multiples of 100)")
+    p.add_argument("--modes", default="pct,fixed", type=choices("pct", "fixed"), help="series: pct (1 %% matching), fixed (10 matching + filler)")
+    p.add_argument("--sizes", default="100,1000,3000,10000", type=int_list(100), help="total subscriptions, comma list (multiples of 100)")
     p.add_argument("--conns", type=int, default=1000, help="connections holding them (default 1000)")
     p.add_argument("--workers", type=int, default=4, help="processes holding the connections (default 4)")
     p.add_argument("--events", type=int, default=20000, help="events published per trial (default 20000)")
